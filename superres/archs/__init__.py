@@ -1,0 +1,64 @@
+"""Architectures: plain ``nn.Module``s plus one state-dict detector per family.
+
+``ARCHS`` maps a short name to its spec so loaders can build a module from a name and
+kwargs (registry entries, configs) or from a state dict alone (user files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from superres.archs import rrdbnet, srvgg
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How to build, recognise and cost one architecture family."""
+
+    name: str
+    cls: type[nn.Module]
+    detect: Callable[[dict[str, torch.Tensor]], dict[str, Any] | None]
+    mflop_per_input_pixel: Callable[..., float]
+    scale_key: str
+    # Smallest radius (input pixels) of context a tile needs for an exact result, or None
+    # when the receptive field is too large to be practical (tiles then blend).
+    receptive_radius: Callable[..., int | None]
+
+
+def _srvgg_radius(num_conv: int = 16, **_: Any) -> int:
+    return num_conv + 2  # one pixel per 3x3 conv
+
+
+def _rrdb_radius(num_block: int = 23, scale: int = 4, **_: Any) -> int | None:
+    return None  # 15 convs per block in the trunk alone: hundreds of pixels
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "rrdbnet": ArchSpec("rrdbnet", rrdbnet.RRDBNet, rrdbnet.detect, rrdbnet.mflop_per_input_pixel,
+                        "scale", _rrdb_radius),
+    "srvgg": ArchSpec("srvgg", srvgg.SRVGGNetCompact, srvgg.detect, srvgg.mflop_per_input_pixel,
+                      "upscale", _srvgg_radius),
+}
+
+
+def build(arch: str, **kwargs: Any) -> nn.Module:
+    """Construct an architecture by its short name."""
+    try:
+        spec = ARCHS[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}") from None
+    return spec.cls(**kwargs)
+
+
+def detect_arch(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]] | None:
+    """First architecture whose detector accepts ``state_dict``: (name, kwargs)."""
+    for name, spec in ARCHS.items():
+        kwargs = spec.detect(state_dict)
+        if kwargs is not None:
+            return name, kwargs
+    return None
