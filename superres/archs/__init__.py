@@ -28,6 +28,8 @@ class ArchSpec:
     # Smallest radius (input pixels) of context a tile needs for an exact result, or None
     # when the receptive field is too large to be practical (tiles then blend).
     receptive_radius: Callable[..., int | None]
+    # Peak live activations (elements) per input pixel, for choosing a tile that fits memory.
+    activation_elems_per_pixel: Callable[..., float]
 
 
 def _srvgg_radius(num_conv: int = 16, **_: Any) -> int:
@@ -38,11 +40,22 @@ def _rrdb_radius(num_block: int = 23, scale: int = 4, **_: Any) -> int | None:
     return None  # 15 convs per block in the trunk alone: hundreds of pixels
 
 
+def _rrdb_elems(num_feat: int = 64, num_grow_ch: int = 32, scale: int = 4, **_: Any) -> float:
+    # HR stage: upsampled features, conv output and the next conv's output live at once;
+    # trunk: the dense block concat (f + 4g) plus block input/output, at 1/r^2 density.
+    r2 = {1: 16, 2: 4, 4: 1}[scale]
+    return 3.0 * num_feat * scale * scale + 3.0 * (2 * num_feat + 4 * num_grow_ch) / r2
+
+
+def _srvgg_elems(num_feat: int = 64, num_out_ch: int = 3, upscale: int = 4, **_: Any) -> float:
+    return 3.0 * num_feat + 4.0 * num_out_ch * upscale * upscale
+
+
 ARCHS: dict[str, ArchSpec] = {
     "rrdbnet": ArchSpec("rrdbnet", rrdbnet.RRDBNet, rrdbnet.detect, rrdbnet.mflop_per_input_pixel,
-                        "scale", _rrdb_radius),
+                        "scale", _rrdb_radius, _rrdb_elems),
     "srvgg": ArchSpec("srvgg", srvgg.SRVGGNetCompact, srvgg.detect, srvgg.mflop_per_input_pixel,
-                      "upscale", _srvgg_radius),
+                      "upscale", _srvgg_radius, _srvgg_elems),
 }
 
 

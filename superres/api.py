@@ -1,0 +1,129 @@
+"""Public Python API: ``superres.load(...)`` and the classic ``Upscaler(...).infer(bgr)``.
+
+``Upscaler.upscale`` accepts what people have at hand (numpy arrays, PIL images, torch
+tensors) and returns the same kind, so it drops into existing code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from superres.engine.upscaler import TileSettings, UpscaleEngine
+from superres.zoo.loader import LoadedModel, load_model
+
+DEFAULT_MODEL = "realesrgan-x4plus"
+
+
+class Upscaler:
+    """A loaded model ready to upscale images.
+
+    ``scale_factor`` is the output scale (default: the model's own); ``model_path`` or
+    ``model`` name the weights (a zoo name or a ``.pth``/``.safetensors`` file).
+    """
+
+    def __init__(
+        self,
+        scale_factor: float | None = None,
+        model_path: str | Path | None = None,
+        *,
+        model: str | Path | LoadedModel | None = None,
+        device: str | torch.device | None = "auto",
+        precision: str = "auto",
+        tile: int | None = None,
+        tile_pad: int | None = None,
+        batch: int = 1,
+        alpha: str = "model",
+        channels_last: bool = True,
+    ) -> None:
+        source = model if model is not None else (model_path or DEFAULT_MODEL)
+        loaded = source if isinstance(source, LoadedModel) else load_model(source)
+        self.engine = UpscaleEngine(
+            loaded, device=device, precision=precision,
+            tiles=TileSettings(tile=tile, pad=tile_pad, batch=batch), alpha=alpha,
+            channels_last=channels_last,
+        )
+        self.scale = float(scale_factor) if scale_factor else loaded.net_scale
+
+    @property
+    def model(self) -> LoadedModel:
+        return self.engine.model
+
+    def __repr__(self) -> str:
+        m = self.model
+        return (f"Upscaler(model={m.name!r}, arch={m.arch}, scale={self.scale:g}, "
+                f"device={self.engine.device}, dtype={self.engine.dtype})")
+
+    def upscale(self, image: Any, *, bgr: bool = False, scale: float | None = None) -> Any:
+        """Upscale a numpy array (HxW[xC], RGB(A) unless ``bgr``), PIL image or tensor.
+
+        Tensors are (C,H,W) or (N,C,H,W), float in [0,1] (uint8 read as 0-255); the result
+        has the input's type, dtype, layout and device.
+        """
+        scale = scale or self.scale
+        if isinstance(image, np.ndarray):
+            return self._numpy(image, bgr, scale)
+        if isinstance(image, torch.Tensor):
+            return self._tensor(image, scale)
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - Pillow is a dependency
+            Image = None  # type: ignore[assignment]
+        if Image is not None and isinstance(image, Image.Image):
+            return self._pil(image, scale)
+        raise TypeError(f"cannot upscale a {type(image).__name__}: give a numpy array, PIL image or tensor")
+
+    def infer(self, bgr_image: np.ndarray) -> np.ndarray:
+        """The classic snippet's call: BGR(A) uint8/uint16 array in, BGR(A) array out."""
+        return self.upscale(bgr_image, bgr=True)
+
+    __call__ = upscale
+
+    # ---- adapters ------------------------------------------------------------------
+    def _numpy(self, arr: np.ndarray, bgr: bool, scale: float) -> np.ndarray:
+        if bgr and arr.ndim == 3 and arr.shape[2] >= 3:
+            arr = _swap_rb(arr)
+        out = self.engine.upscale_array(arr, scale)
+        return _swap_rb(out) if bgr and out.ndim == 3 and out.shape[2] >= 3 else out
+
+    def _tensor(self, t: torch.Tensor, scale: float) -> torch.Tensor:
+        if t.ndim not in (3, 4):
+            raise ValueError(f"expected a (C,H,W) or (N,C,H,W) tensor, got shape {tuple(t.shape)}")
+        batch = t[None] if t.ndim == 3 else t
+        outs = []
+        for item in batch:
+            hwc = item.detach().permute(1, 2, 0).cpu()
+            arr = hwc.numpy() if hwc.dtype == torch.uint8 else hwc.float().numpy()
+            up = self.engine.upscale_array(np.ascontiguousarray(arr), scale)
+            outs.append(torch.from_numpy(np.ascontiguousarray(up)).permute(2, 0, 1))
+        res = torch.stack(outs).to(device=t.device, dtype=t.dtype)
+        return res[0] if t.ndim == 3 else res
+
+    def _pil(self, img: Any, scale: float) -> Any:
+        from PIL import Image
+
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(img).astype(np.uint16)
+            return Image.fromarray(self.engine.upscale_array(arr, scale), mode="I;16")
+        work = {"P": "RGBA" if "transparency" in img.info else "RGB", "LA": "RGBA",
+                "CMYK": "RGB", "1": "L"}.get(mode, mode)
+        arr = np.asarray(img.convert(work) if work != mode else img)
+        out = Image.fromarray(self.engine.upscale_array(arr, scale), mode=work)
+        if (icc := img.info.get("icc_profile")) is not None:
+            out.info["icc_profile"] = icc
+        return out
+
+
+def _swap_rb(arr: np.ndarray) -> np.ndarray:
+    idx = [2, 1, 0, *range(3, arr.shape[2])]
+    return np.ascontiguousarray(arr[:, :, idx])
+
+
+def load(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.device | None = "auto",
+         **options: Any) -> Upscaler:
+    """Load a zoo model by name or a weight file by path; options as for ``Upscaler``."""
+    return Upscaler(model=name_or_path, device=device, **options)

@@ -1,0 +1,183 @@
+"""The image-level upscale: channels, alpha, bit depth, target scale around the tiled model.
+
+``UpscaleEngine`` owns a loaded model, a device, a precision and a tiling policy. It takes a
+HxWxC array (gray, RGB or RGBA; uint8, uint16 or float) and returns the same kind at the
+requested scale. Loading weights and reading files happen elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from superres.archs import ARCHS
+from superres.engine.devices import available_memory, resolve_device, resolve_dtype
+from superres.engine.tiling import auto_tile, round_up, tiled_forward
+from superres.io.alpha import bleed_colour, from_float, to_float
+from superres.zoo.loader import LoadedModel
+
+ALPHA_MODES = ("model", "bicubic")
+# BT.601 luma, the same weights OpenCV uses for RGB->GRAY, to return gray input as gray.
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+# Default context per tile side for models whose receptive field is too large to cover;
+# measured seam error for realesrgan-x4plus is in docs/engine.md.
+DEFAULT_RRDB_PAD = 24
+
+
+@dataclass
+class TileSettings:
+    """``tile=None`` picks from free memory; 0 disables tiling; ``pad=None`` picks per model."""
+
+    tile: int | None = None
+    pad: int | None = None
+    batch: int = 1
+
+
+class UpscaleEngine:
+    """Runs one loaded model on arrays, tiled, at any target scale."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        device: str | torch.device | None = "auto",
+        precision: str = "auto",
+        tiles: TileSettings | None = None,
+        alpha: str = "model",
+        channels_last: bool = True,
+    ) -> None:
+        if alpha not in ALPHA_MODES:
+            raise ValueError(f"alpha mode must be one of {ALPHA_MODES}, not {alpha!r}")
+        self.model = model
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.tiles = tiles or TileSettings()
+        self.alpha = alpha
+        self.channels_last = channels_last
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.module = model.module.to(device=self.device, dtype=self.dtype, memory_format=fmt).eval()
+
+    # ---- tiling policy -------------------------------------------------------------
+    @property
+    def pad(self) -> int:
+        """Context per tile side: the receptive radius when finite (exact), else a default."""
+        if self.tiles.pad is not None:
+            pad = self.tiles.pad
+        else:
+            radius = ARCHS[self.model.arch].receptive_radius(**self.model.kwargs)
+            pad = radius if radius is not None else DEFAULT_RRDB_PAD
+        return round_up(pad, self.model.size_multiple)
+
+    def tile_for(self, height: int, width: int) -> int:
+        """Core tile side for an image of this size (whole image when tiling is off)."""
+        m = self.model.size_multiple
+        whole = round_up(max(height, width), m)
+        if self.tiles.tile == 0:
+            return whole
+        if self.tiles.tile is not None:
+            return min(whole, round_up(max(self.tiles.tile, m), m))
+        spec = ARCHS[self.model.arch]
+        per_px = spec.activation_elems_per_pixel(**self.model.kwargs) * self.dtype.itemsize
+        share = 0.6 if self.device.type == "cuda" else 0.25
+        # On CPU, big tiles buy nothing once the convs are large enough: cap them.
+        cap = 2048 if self.device.type == "cuda" else 512
+        return auto_tile(height, width, pad=self.pad, bytes_per_input_pixel=per_px * self.tiles.batch,
+                         budget_bytes=int(available_memory(self.device) * share), multiple=m, max_tile=cap)
+
+    # ---- model passes --------------------------------------------------------------
+    def _one_pass(self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None) -> torch.Tensor:
+        """(3,H,W) float32 -> (3,H*s,W*s) float32 through the network (and its output resize)."""
+        m = self.model.size_multiple
+        _, h, w = x.shape
+        ph, pw = round_up(h, m) - h, round_up(w, m) - w
+        if ph or pw:  # pixel-unshuffle front ends need sides divisible by m
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
+        s = self.model.scale
+        tile = self.tile_for(h, w)
+        y = self._run_tiles(x, tile, on_tile)[:, : h * s, : w * s]
+        if self.model.output_resize:
+            size = (round(h * s * self.model.output_resize), round(w * s * self.model.output_resize))
+            y = F.interpolate(y[None], size=size, mode="bicubic", align_corners=False)[0]
+        return y
+
+    def _run_tiles(self, x: torch.Tensor, tile: int,
+                   on_tile: Callable[[int, int], None] | None) -> torch.Tensor:
+        while True:
+            try:
+                return tiled_forward(
+                    self.module, x, self.model.scale, tile=tile, pad=self.pad, device=self.device,
+                    dtype=self.dtype, batch=self.tiles.batch, channels_last=self.channels_last,
+                    multiple=self.model.size_multiple, on_tile=on_tile,
+                )
+            except torch.OutOfMemoryError:
+                smaller = round_up(tile // 2, self.model.size_multiple)
+                if smaller < 32 or smaller >= tile:
+                    raise
+                warnings.warn(f"out of memory with tile {tile}; retrying with tile {smaller}", stacklevel=2)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                tile = smaller
+
+    def passes_for(self, target_scale: float) -> int:
+        """Fewest model passes whose combined factor reaches ``target_scale``."""
+        native = self.model.net_scale
+        if native <= 1:
+            return 1
+        return max(1, math.ceil(math.log(target_scale) / math.log(native) - 1e-9))
+
+    def upscale_rgb(self, rgb: torch.Tensor, target_scale: float | None = None,
+                    on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """(3,H,W) float in [0,1] -> (3,round(H*S),round(W*S)) float in [0,1]."""
+        scale = float(target_scale or self.model.net_scale)
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, not {scale}")
+        _, h, w = rgb.shape
+        y = rgb
+        for _ in range(self.passes_for(scale)):
+            y = self._one_pass(y, on_tile)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if tuple(y.shape[1:]) != size:
+            y = resize(y, size)
+        return y.clamp_(0.0, 1.0)
+
+    # ---- arrays --------------------------------------------------------------------
+    def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
+                      on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Gray, RGB or RGBA (HxW or HxWxC), any of uint8/uint16/float -> the same kind, upscaled."""
+        arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
+        if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or min(arr.shape[:2]) < 1:
+            raise ValueError(f"expected an HxW or HxWxC image with C in 1..4, got shape {pixels.shape}")
+        f, _ = to_float(arr)
+        c = f.shape[2]
+        colour = f[:, :, :3] if c >= 3 else np.repeat(f[:, :, :1], 3, axis=2)
+        alpha = f[:, :, 3] if c == 4 else (f[:, :, 1] if c == 2 else None)
+        if alpha is not None:
+            colour = bleed_colour(colour, alpha)  # no dark fringe from hidden colour
+        rgb = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)))
+        out = self.upscale_rgb(rgb, target_scale, on_tile)
+        if c <= 2:
+            out = (out * _LUMA).sum(0, keepdim=True)
+        if alpha is not None:
+            a = torch.from_numpy(np.ascontiguousarray(alpha))[None]
+            if self.alpha == "model":
+                a_up = self.upscale_rgb(a.expand(3, -1, -1).contiguous(), target_scale).mean(0, keepdim=True)
+            else:
+                a_up = resize(a, tuple(out.shape[1:]), antialias=False)
+            out = torch.cat([out, a_up.clamp_(0.0, 1.0)], 0)
+        result = out.permute(1, 2, 0).numpy()
+        result = from_float(result, pixels.dtype)
+        return result[:, :, 0] if pixels.ndim == 2 else result
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
+    """High-quality bicubic resize of a (C,H,W) float tensor (antialiased when shrinking)."""
+    shrinking = size[0] < x.shape[1] or size[1] < x.shape[2]
+    return F.interpolate(x[None], size=size, mode="bicubic", align_corners=False,
+                         antialias=antialias and shrinking)[0]
