@@ -1,0 +1,54 @@
+"""``superres models``: the named models with scale, size, licence and availability."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="list the named models, their licences and availability",
+                       description="List the named models: scale, architecture, parameters, "
+                                   "MFLOP per input pixel, licence, purpose and whether their "
+                                   "weights are available offline right now.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def rows() -> list[dict[str, Any]]:
+    from superres.zoo.cache import is_available
+    from superres.zoo.carriers import missing_message
+    from superres.zoo.registry import unique_models
+
+    out = []
+    for m in unique_models():
+        available = is_available(m)
+        out.append({
+            "name": m.name, "scale": m.scale, "arch": m.arch, "params": m.params,
+            "mflop_per_px": round(m.mflop_per_input_pixel, 3), "licence": m.licence,
+            "purpose": m.purpose, "carrier": m.carrier.package, "available": available,
+            "aliases": list(m.aliases), "description": m.description, "licence_note": m.licence_note,
+            **({} if available else {"how_to_get": missing_message(m.carrier, m.name)}),
+        })
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    data = rows()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    head = ("name", "scale", "arch", "params", "MFLOP/px", "licence", "purpose", "weights")
+    table = [head] + [
+        (r["name"], f"x{r['scale']}", r["arch"], f"{r['params'] / 1e6:.2f}M", f"{r['mflop_per_px']:g}",
+         r["licence"], r["purpose"], "available" if r["available"] else f"missing ({r['carrier']})")
+        for r in data
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    missing = [r for r in data if not r["available"]]
+    if missing:
+        print(f"\n{missing[0]['how_to_get']}")
+    return 0
