@@ -1,0 +1,1 @@
+"""Model zoo: converters and loaders for published super-resolution weights."""
