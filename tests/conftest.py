@@ -35,3 +35,11 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def sample_path() -> Path:
     return SAMPLE
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A fresh weight cache per test session, so conversion itself is exercised every run."""
+    import os
+    import tempfile
+
+    os.environ["SUPERRES_CACHE"] = tempfile.mkdtemp(prefix="superres-cache-")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ from typing import Any
 from superres.engine.devices import PRECISIONS
 
 FORMATS = ("auto", "png", "jpg", "webp", "tiff", "bmp")
-_EXT = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
 
 
 def add_parser(sub: Any) -> None:
@@ -82,7 +82,7 @@ def collect(inputs: list[str], recursive: bool) -> list[Job]:
         elif path.is_file():
             jobs.append(Job(path, Path(path.name)))
         else:
-            jobs.append(Job(path, Path(path.name), error=f"{path}: no such file or folder"))
+            jobs.append(Job(path, Path(path.name), error="no such file or folder"))
     return jobs
 
 
@@ -92,12 +92,56 @@ def output_path(job: Job, out: Path, single_file: bool, suffix: str, ext: str) -
     return out / job.rel.parent / f"{job.rel.stem}{suffix}{ext}"
 
 
+@dataclass
+class Options:
+    out: Path
+    single_file: bool
+    suffix: str
+    requested: str | None  # output format asked for, or None for "auto"
+    quality: int | None
+    overwrite: bool
+
+
+def process(job: Job, up: Any, opts: Options, claimed: dict[Path, Path], note: Any) -> bool:
+    """Upscale one file; True if written, False if skipped because the output exists.
+
+    Raises ImageError (or anything else) for the caller to report.
+    """
+    from superres.io import FORMAT_EXTENSIONS, ImageError, output_format_for, read_image, write_image
+
+    if opts.requested is not None:  # output name known before decoding: cheap resume check
+        dst = output_path(job, opts.out, opts.single_file, opts.suffix, FORMAT_EXTENSIONS[opts.requested])
+        if dst.exists() and not opts.overwrite:
+            return False
+    img = read_image(job.src)
+    h, w = img.pixels.shape[:2]
+    size = (round(w * up.scale), round(h * up.scale))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fmt = output_format_for(img.source_format, img.pixels.shape[2] in (2, 4),
+                                8 * img.pixels.dtype.itemsize, opts.requested, size=size)
+    for w_ in caught:
+        note(f"note: {job.src}: {w_.message}")
+    dst = output_path(job, opts.out, opts.single_file, opts.suffix, FORMAT_EXTENSIONS[fmt])
+    if dst.resolve() == job.src.resolve():
+        raise ImageError(job.src, "output would overwrite the input; use another -o or --suffix")
+    if dst in claimed and claimed[dst] != job.src:
+        raise ImageError(job.src, f"output {dst} is also the output of {claimed[dst]}; "
+                                  "use --suffix or --format to tell them apart")
+    claimed[dst] = job.src
+    if dst.exists() and not opts.overwrite:
+        return False
+    result = up.engine.upscale_array(img.pixels, up.scale)
+    write_image(dst, result, icc_profile=img.icc_profile, exif=img.exif, quality=opts.quality, format=fmt)
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
     from superres.api import Upscaler
-    from superres.io import ImageError, output_format_for, read_image, write_image
+    from superres.io import ImageError, format_for_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,57 +156,42 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
     out = Path(args.output)
-    single_file = len(jobs) == 1 and out.suffix.lower() in _EXT.values() | {".jpeg", ".tiff"}
+    out_fmt = format_for_path(out)
+    single_file = len(jobs) == 1 and Path(args.inputs[0]).is_file() and out_fmt is not None
+    requested = None if args.format == "auto" else args.format
+    if single_file and requested is None:
+        requested = out_fmt
+    opts = Options(out, single_file, args.suffix, requested, args.quality, args.overwrite)
     try:
         up = Upscaler(args.scale, model=args.model, device=args.device, precision=args.precision,
                       tile=args.tile, tile_pad=args.tile_pad, batch=args.batch, alpha=args.alpha)
     except Exception as exc:  # unknown name, missing carrier, bad file: one clear line
         print(f"error: cannot load model {args.model}: {exc}", file=sys.stderr)
         return 2
-    requested = None if args.format == "auto" else args.format
     written = skipped = 0
     failed: list[str] = []
     claimed: dict[Path, Path] = {}
     start = time.perf_counter()
     bar = tqdm(jobs, unit="img", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def note(msg: str) -> None:
+        tqdm.write(msg, file=sys.stderr)
+
     for job in bar:
         bar.set_postfix_str(job.src.name[-30:])
-        if job.error:
-            failed.append(job.error)
-            tqdm.write(f"error: {job.error}", file=sys.stderr)
-            continue
         try:
-            if requested is not None or single_file:
-                ext = out.suffix.lower() if single_file and requested is None else _EXT[requested or "png"]
-                dst = output_path(job, out, single_file, args.suffix, ext)
-                if dst.exists() and not args.overwrite:
-                    skipped += 1
-                    continue
-            img = read_image(job.src)
-            fmt = output_format_for(img.source_format, img.pixels.shape[2] in (2, 4),
-                                    16 if img.pixels.dtype.itemsize == 2 else 8,
-                                    requested or (out.suffix.lower().lstrip(".") if single_file else None))
-            dst = output_path(job, out, single_file, args.suffix, _EXT.get(fmt, f".{fmt}"))
-            if dst.resolve() == job.src.resolve():
-                raise ImageError(job.src, "output would overwrite the input; use another -o or --suffix")
-            if dst in claimed:
-                raise ImageError(job.src, f"output {dst} is also the output of {claimed[dst]}; "
-                                          f"use --suffix or --format to tell them apart")
-            claimed[dst] = job.src
-            if dst.exists() and not args.overwrite:
+            if job.error:
+                raise ImageError(job.src, job.error)
+            if process(job, up, opts, claimed, note):
+                written += 1
+            else:
                 skipped += 1
-                continue
-            result = up.engine.upscale_array(img.pixels, up.scale)
-            write_image(dst, result, icc_profile=img.icc_profile, exif=img.exif,
-                        quality=args.quality, format=fmt)
-            written += 1
         except ImageError as exc:
             failed.append(str(exc))
-            tqdm.write(f"error: {exc}", file=sys.stderr)
+            note(f"error: {exc}")
         except Exception as exc:  # keep the batch going; say what broke and where
-            msg = f"{job.src}: {type(exc).__name__}: {exc}"
-            failed.append(msg)
-            tqdm.write(f"error: {msg}", file=sys.stderr)
+            failed.append(f"{job.src}: {type(exc).__name__}: {exc}")
+            note(f"error: {failed[-1]}")
     bar.close()
     took = time.perf_counter() - start
     print(f"{written} written, {skipped} skipped (already there), {len(failed)} failed "
