@@ -108,7 +108,7 @@ class Upscaler:
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img).astype(np.uint16)
-            return Image.fromarray(self.engine.upscale_array(arr, scale), mode="I;16")
+            return Image.fromarray(self.engine.upscale_array(arr, scale))  # uint16 -> "I;16"
         work = {"P": "RGBA" if "transparency" in img.info else "RGB", "LA": "RGBA",
                 "CMYK": "RGB", "1": "L"}.get(mode, mode)
         arr = np.asarray(img.convert(work) if work != mode else img)
