@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
                    help="tile size in input pixels; 0 = no tiling (default: from free memory)")
     p.add_argument("--tile-pad", type=int, default=None,
                    help="context pixels around each tile (default: the receptive field where "
-                        "finite, else 24)")
+                        "finite, else 32)")
     p.add_argument("--batch", type=int, default=1, help="tiles per forward pass (default: 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",

@@ -27,7 +27,7 @@ ALPHA_MODES = ("model", "bicubic")
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
 # Default context per tile side for models whose receptive field is too large to cover;
 # measured seam error for realesrgan-x4plus is in docs/engine.md.
-DEFAULT_RRDB_PAD = 24
+DEFAULT_RRDB_PAD = 32
 
 
 @dataclass
