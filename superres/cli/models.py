@@ -23,12 +23,16 @@ def rows() -> list[dict[str, Any]]:
 
     out = []
     for m in unique_models():
+        native = m.scale
+        chained = [native**k for k in (2, 3)] if native > 1 else []
         available = is_available(m)
         out.append({
             "name": m.name, "scale": m.scale, "arch": m.arch, "params": m.params,
             "mflop_per_px": round(m.mflop_per_input_pixel, 3), "licence": m.licence,
             "purpose": m.purpose, "carrier": m.carrier.package, "available": available,
             "aliases": list(m.aliases), "description": m.description, "licence_note": m.licence_note,
+            # native factor; exact chained factors (repeated passes); anything else = passes + resize
+            "factors": {"native": native, "chained": chained, "any_via_resize": True},
             **({} if available else {"how_to_get": missing_message(m.carrier, m.name)}),
         })
     return out
@@ -39,15 +43,17 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    head = ("name", "scale", "arch", "params", "MFLOP/px", "licence", "purpose", "weights")
+    head = ("name", "scale", "chained", "arch", "params", "MFLOP/px", "licence", "purpose", "weights")
     table = [head] + [
-        (r["name"], f"x{r['scale']}", r["arch"], f"{r['params'] / 1e6:.2f}M", f"{r['mflop_per_px']:g}",
+        (r["name"], f"x{r['scale']}", ",".join(f"x{f}" for f in r["factors"]["chained"]) or "-", r["arch"],
+         f"{r['params'] / 1e6:.2f}M", f"{r['mflop_per_px']:g}",
          r["licence"], r["purpose"], "available" if r["available"] else f"missing ({r['carrier']})")
         for r in data
     ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    print("\nAny other --scale: the fewest passes reaching it, then an antialiased bicubic resize.")
     missing = [r for r in data if not r["available"]]
     if missing:
         print(f"\n{missing[0]['how_to_get']}")
