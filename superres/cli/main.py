@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from superres import __version__
+from superres.cli import bench as bench_cmd
 from superres.cli import eval as eval_cmd
 from superres.cli import models as models_cmd
 from superres.cli import upscale as upscale_cmd
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     upscale_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
+    bench_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,160 @@
+"""Speed and memory measurement of superres models, side by side with the ncnn runtime.
+
+Used by ``superres bench``. Each configuration is timed as a median of repeated calls after
+a warm-up; peak memory is the process's resident high-water mark, reset before each
+configuration (Linux ``/proc/self/clear_refs``), so numbers do not leak between runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from superres.zoo import registry
+from superres.zoo.carriers import find_carrier
+
+
+@dataclass
+class BenchRow:
+    """One measured configuration (one runtime, model, size, tile, thread count)."""
+
+    runtime: str  # "superres" | "ncnn"
+    model: str
+    size: int  # input side (square)
+    tile: int  # 0 = whole image
+    threads: int
+    seconds: float
+    ms_per_output_mp: float
+    gflops: float
+    peak_rss_mb: float | None
+    max_abs_diff_vs_superres: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS counter; False where the OS does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory (VmHWM) of this process in MiB, if the OS reports it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def median_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Warm up once, then the median wall time of ``repeat`` calls, and the last result."""
+    out = fn()
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+class NcnnRunner:
+    """The ncnn runtime (CPU, fp32) on a named model's own .param/.bin files."""
+
+    def __init__(self, model: str, threads: int) -> None:
+        import ncnn  # test/bench-only dependency
+
+        info = registry.get(model)
+        src = find_carrier(info.carrier, info.param_file)
+        if src is None or not src.location.is_dir():
+            raise FileNotFoundError(f"no unpacked ncnn files for {model}")
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        self.net.opt.num_threads = threads
+        for flag in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic"):
+            setattr(self.net.opt, flag, False)
+        self.net.load_param(str(src.location / info.param_file))
+        self.net.load_model(str(src.location / info.bin_file))
+        self._ncnn = ncnn
+        names = self.net.input_names(), self.net.output_names()
+        self.inp, self.out = names[0][0], names[1][0]
+
+    def __call__(self, chw: np.ndarray) -> np.ndarray:
+        ex = self.net.create_extractor()
+        ex.input(self.inp, self._ncnn.Mat(np.ascontiguousarray(chw, dtype=np.float32)))
+        _, out = ex.extract(self.out)
+        return np.array(out)
+
+
+def test_image(size: int) -> np.ndarray:
+    """A square RGB crop (tiled if needed) of the bundled sample photo, as CHW float in [0, 1]."""
+    import cv2
+
+    sample = Path(__file__).resolve().parents[2] / "examples" / "chelsea.png"
+    rgb = cv2.cvtColor(cv2.imread(str(sample)), cv2.COLOR_BGR2RGB) if sample.is_file() else None
+    if rgb is None:  # installed without the examples: a deterministic texture instead
+        yy, xx = np.mgrid[0:size, 0:size]
+        rgb = (127 + 120 * np.sin(np.stack([xx / 7, yy / 5, (xx + yy) / 11], -1))).astype(np.uint8)
+    reps = (size // rgb.shape[0] + 1, size // rgb.shape[1] + 1, 1)
+    rgb = np.tile(rgb, reps)[:size, :size]
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / 255
+
+
+def run_config(
+    model: str, size: int, tile: int, threads: int, repeat: int, with_ncnn: bool
+) -> list[BenchRow]:
+    """superres (and ncnn, when asked and available) on one model/size/tile/thread setting."""
+    import superres
+
+    torch.set_num_threads(threads)
+    info = registry.get(model)
+    x = test_image(size)
+    up = superres.load(model, device="cpu", tile=tile)
+    scale = info.scale
+    out_mp = (size * scale) ** 2 / 1e6
+    gflop = info.mflop_per_input_pixel * size * size / 1e3
+    reset_peak_rss()
+    secs, y = median_seconds(lambda: up.engine.upscale_rgb(torch.from_numpy(x)), repeat)
+    rows = [
+        BenchRow(
+            "superres", model, size, tile, threads, secs, secs * 1e3 / out_mp, gflop / secs, peak_rss_mb()
+        )
+    ]
+    if with_ncnn and info.output_resize is None:
+        try:
+            runner = NcnnRunner(model, threads)
+        except (ImportError, FileNotFoundError) as exc:
+            rows[0].max_abs_diff_vs_superres = None
+            print(f"note: ncnn not measured for {model}: {exc}")
+            return rows
+        reset_peak_rss()
+        secs_n, yn = median_seconds(lambda: runner(x), repeat)
+        diff = float(np.abs(np.clip(yn, 0, 1) - y.numpy()).max())
+        rows.append(
+            BenchRow(
+                "ncnn",
+                model,
+                size,
+                0,
+                threads,
+                secs_n,
+                secs_n * 1e3 / out_mp,
+                gflop / secs_n,
+                peak_rss_mb(),
+                diff,
+            )
+        )
+    return rows
