@@ -13,7 +13,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from superres.archs import rrdbnet, srvgg
+from superres.archs import (
+    edsr,
+    espcn,
+    fsrcnn,
+    msff,
+    rcan,
+    realcugan,
+    rrdbnet,
+    span,
+    srcnn,
+    srvgg,
+    swinir,
+    waifu2x,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,28 @@ ARCHS: dict[str, ArchSpec] = {
                         "scale", _rrdb_radius, _rrdb_elems),
     "srvgg": ArchSpec("srvgg", srvgg.SRVGGNetCompact, srvgg.detect, srvgg.mflop_per_input_pixel,
                       "upscale", _srvgg_radius, _srvgg_elems),
+    "span": ArchSpec("span", span.SPAN, span.detect, span.mflop_per_input_pixel, "upscale",
+                     span.receptive_radius, span.activation_elems_per_pixel),
+    "srcnn": ArchSpec("srcnn", srcnn.SRCNN, srcnn.detect, srcnn.mflop_per_input_pixel, "scale",
+                      srcnn.receptive_radius, srcnn.activation_elems_per_pixel),
+    "fsrcnn": ArchSpec("fsrcnn", fsrcnn.FSRCNN, fsrcnn.detect, fsrcnn.mflop_per_input_pixel, "scale",
+                       fsrcnn.receptive_radius, fsrcnn.activation_elems_per_pixel),
+    "espcn": ArchSpec("espcn", espcn.ESPCN, espcn.detect, espcn.mflop_per_input_pixel, "scale",
+                      espcn.receptive_radius, espcn.activation_elems_per_pixel),
+    "edsr": ArchSpec("edsr", edsr.EDSR, edsr.detect, edsr.mflop_per_input_pixel, "scale",
+                     edsr.receptive_radius, edsr.activation_elems_per_pixel),
+    "rcan": ArchSpec("rcan", rcan.RCAN, rcan.detect, rcan.mflop_per_input_pixel, "scale",
+                     rcan.receptive_radius, rcan.activation_elems_per_pixel),
+    "swinir": ArchSpec("swinir", swinir.SwinIR, swinir.detect, swinir.mflop_per_input_pixel, "scale",
+                       swinir.receptive_radius, swinir.activation_elems_per_pixel),
+    "msff": ArchSpec("msff", msff.MSFFNet, msff.detect, msff.mflop_per_input_pixel, "scale",
+                     msff.receptive_radius, msff.activation_elems_per_pixel),
+    "upconv7": ArchSpec("upconv7", waifu2x.UpConv7, waifu2x.detect, waifu2x.mflop_per_input_pixel, "scale",
+                        waifu2x.receptive_radius, waifu2x.activation_elems_per_pixel),
+    "cunet": ArchSpec("cunet", waifu2x.CUNet, waifu2x.detect_cunet, waifu2x.cunet_mflop_per_input_pixel,
+                      "scale", waifu2x.cunet_receptive_radius, waifu2x.cunet_activation_elems_per_pixel),
+    "realcugan": ArchSpec("realcugan", realcugan.UpCunet, realcugan.detect, realcugan.mflop_per_input_pixel,
+                          "scale", realcugan.receptive_radius, realcugan.activation_elems_per_pixel),
 }
 
 

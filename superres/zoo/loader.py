@@ -8,6 +8,7 @@ executed. The architecture and its hyper-parameters are detected from the tensor
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,31 +102,66 @@ def _is_tensor_dict(obj: dict[Any, Any]) -> bool:
 
 
 def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | None = None,
-                          kwargs: dict[str, Any] | None = None) -> LoadedModel:
-    """Build and load the module; detect arch/kwargs from the tensors unless given."""
+                          kwargs: dict[str, Any] | None = None, scale: int | None = None) -> LoadedModel:
+    """Build and load the module; detect arch/kwargs from the tensors unless given.
+
+    Some architectures do not record their scale in the weights (SRCNN's built-in bicubic
+    upscaling, FSRCNN's deconvolution stride): their detectors return it as ``None``. It is
+    then taken from ``scale``, else from an ``x3`` / ``3x`` token in ``name`` (a file name such
+    as ``fsrcnn_x3.pth``), else the file is refused with a message saying how to give it:
+    a wrong guess would silently produce a badly scaled image. For the other architectures
+    ``scale`` is only checked against the weights.
+    """
     if arch is None or kwargs is None:
         found = detect_arch(sd)
         if found is None:
             sample = ", ".join(sorted(sd)[:6])
             raise ModelFileError(
                 f"{name}: architecture not recognised from its {len(sd)} tensors (first keys: "
-                f"{sample}). Supported: {', '.join(ARCHS)} in BasicSR/Real-ESRGAN key layout "
+                f"{sample}). Supported: {', '.join(ARCHS)}, each in its upstream key layout "
                 f"(e.g. RRDBNet 'conv_first.weight' + 'body.N.rdb1.conv1.weight'; "
-                f"SRVGGNetCompact 'body.N.weight')."
+                f"SRVGGNetCompact 'body.N.weight'; EDSR 'head.0.weight' + 'body.N.body.0.weight'; "
+                f"SwinIR 'layers.N.residual_group.blocks.M.*')."
             )
         arch, kwargs = found
-    module = build(arch, **kwargs)
+    scale_key = ARCHS[arch].scale_key
+    if kwargs.get(scale_key) is None:
+        hint = scale if scale is not None else scale_from_name(name)
+        if hint is None:
+            raise ModelFileError(
+                f"{name}: {arch} weights do not record the upscaling factor; pass scale= "
+                f"(e.g. load_model(path, scale=3)) or name the file with it, like '{arch}_x3.pth'."
+            )
+        kwargs = {**kwargs, scale_key: hint}
+    elif scale is not None and int(kwargs[scale_key]) != scale:
+        raise ModelFileError(f"{name}: the weights are a x{kwargs[scale_key]} {arch}, not x{scale}")
+    try:
+        module = build(arch, **kwargs)
+    except ValueError as exc:
+        raise ModelFileError(f"{name}: cannot build {arch} {kwargs}: {exc}") from None
     try:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         raise ModelFileError(f"{name}: tensors do not fit {arch} {kwargs}: {exc}") from None
     module.eval().requires_grad_(False)
-    scale = int(kwargs[ARCHS[arch].scale_key])
-    return LoadedModel(module, name, arch, dict(kwargs), scale)
+    return LoadedModel(module, name, arch, dict(kwargs), int(kwargs[scale_key]))
 
 
-def load_model(name_or_path: str | Path) -> LoadedModel:
-    """A named zoo model (converted and cached on first use) or a user weight file."""
+_SCALE_TOKEN = re.compile(r"(?<![a-z0-9])(?:x([1-8])|([1-8])x)(?![a-z0-9])")
+
+
+def scale_from_name(name: str) -> int | None:
+    """The factor in a weight file's name (``srcnn_x3.pth``, ``4x_model.pth``), if exactly one."""
+    found = {int(a or b) for a, b in _SCALE_TOKEN.findall(Path(name).stem.lower())}
+    return found.pop() if len(found) == 1 else None
+
+
+def load_model(name_or_path: str | Path, scale: int | None = None) -> LoadedModel:
+    """A named zoo model (converted and cached on first use) or a user weight file.
+
+    ``scale`` is needed only for user files of architectures whose weights do not record it
+    (SRCNN, FSRCNN) and not named like ``*_x3.pth``; see :func:`model_from_state_dict`.
+    """
     key = str(name_or_path)
     if key in registry.MODELS:
         info = registry.get(key)
@@ -136,6 +172,6 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
         return lm
     path = Path(key).expanduser()
     if path.suffix.lower() in WEIGHT_EXTENSIONS or path.exists():
-        return model_from_state_dict(read_state_dict(path), str(path))
+        return model_from_state_dict(read_state_dict(path), str(path), scale=scale)
     registry.get(key)  # raises the "unknown model" error with the list of names
     raise AssertionError("unreachable")
