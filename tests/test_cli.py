@@ -215,6 +215,7 @@ def test_models_listing_shows_licences_and_availability(capsys) -> None:
     assert run_cli("models", "--json") == 0
     rows = json.loads(capsys.readouterr().out)
     names = {r["name"]: r for r in rows}
+    assert len(rows) >= 15
     assert names["realesrgan-x4plus"]["params"] == 16_697_987
     assert names["realesr-animevideov3"]["mflop_per_px"] == pytest.approx(1.238, abs=1e-3)
     assert all(r["licence"] and r["available"] for r in rows)

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    print("\nAny other --scale: the fewest passes reaching it, then an antialiased bicubic resize.")
+    print("\nOther --scale values: model passes (one more only when the rest would need a >1.5x "
+          "upscale), then a bicubic resize. Licence details: superres models --json.")
     missing = [r for r in data if not r["available"]]
     if missing:
         print(f"\n{missing[0]['how_to_get']}")

@@ -31,7 +31,7 @@ _OFFICIAL_NOTE = (
     "Official SPAN weights by Cheng Wan, Hongyuan Yu et al. (hongyuanyu/SPAN, whose README states "
     "Apache-2.0); stored as fp16 in the ncnn files. " + _WHEEL_NOTE
 )
-_COMMUNITY_LICENCE = "unknown (community model; check its author's terms)"
+_COMMUNITY_LICENCE = "unknown (community)"  # details in _COMMUNITY_NOTE
 _COMMUNITY_NOTE = (
     "Community-trained SPAN, not from the SPAN authors; its author and licence were not checked "
     "(look it up, e.g. on OpenModelDB, before redistributing or using it commercially). " + _WHEEL_NOTE
