@@ -209,20 +209,33 @@ def _trace_layer(layer: NcnnLayer, ins: list[int], torch_name: str | None, tr: _
     return [tr.opaque(layer, ins, i) for i in range(len(layer.outputs))]
 
 
-def _match_graph(layers: list[NcnnLayer], names: dict[str, str], feeds: dict[str, int], expected: int,
-                 tr: _Trace, label: str, source: str) -> None:
-    """Trace the ncnn graph; each weight layer's input and the output must equal the expected."""
+def match_graph(
+    layers: list[NcnnLayer],
+    torch_name_of: Callable[[NcnnLayer], str | None],
+    trace: Callable[[NcnnLayer, list[int]], list[int]],
+    feeds: dict[str, int],
+    expected: int,
+    tr: _Trace,
+    output_blob: str,
+    label: str,
+    source: str,
+) -> None:
+    """Trace the ncnn graph; each weight layer's input and the output must equal the expected.
+
+    Shared by every converter: ``torch_name_of`` maps a weight layer to its PyTorch module
+    name (None for weightless layers) and ``trace`` gives a layer's output nodes.
+    """
     blobs: dict[str, int] = {}
     for layer in layers:
         ins = [blobs[b] for b in layer.inputs]  # parse_param guarantees producers come first
-        torch_name = names.get(layer.name)
+        torch_name = torch_name_of(layer)
         if torch_name is not None and ins[0] != feeds[torch_name]:
             raise NcnnFormatError(
                 f"{source}: {layer.describe()} ({torch_name}) is fed {tr.describe(ins[0])}, but {label} "
                 f"feeds it {tr.describe(feeds[torch_name])}")
-        blobs.update(zip(layer.outputs, _trace_layer(layer, ins, torch_name, tr, source), strict=True))
-    if blobs[OUTPUT_BLOB] != expected:
-        raise NcnnFormatError(f"{source}: blob {OUTPUT_BLOB!r} is {tr.describe(blobs[OUTPUT_BLOB])}, "
+        blobs.update(zip(layer.outputs, trace(layer, ins), strict=True))
+    if blobs[output_blob] != expected:
+        raise NcnnFormatError(f"{source}: blob {output_blob!r} is {tr.describe(blobs[output_blob])}, "
                               f"but {label} computes {tr.describe(expected)}")
 
 
@@ -516,7 +529,9 @@ def convert_ncnn(param_text: str, bin_data: bytes, source: str, *, bin_source: s
     if output_resize is not None:
         expected = tr.resize(BICUBIC, output_resize, output_resize, expected)
     names = {layer.name: spec.name for layer, spec in zip(weight_layers, specs, strict=True)}
-    _match_graph(layers, names, feeds, expected, tr, label, source)
+    match_graph(layers, lambda layer: names.get(layer.name),
+                lambda layer, ins: _trace_layer(layer, ins, names.get(layer.name), tr, source),
+                feeds, expected, tr, OUTPUT_BLOB, label, source)
 
     weights = read_weights(layers, bin_data, bin_source)
     converted = ConvertedModel(arch, kwargs, _state_dict(weight_layers, specs, weights, bin_source),

@@ -37,6 +37,7 @@ from superres.zoo.convert import (
     _state_dict,
     _Trace,
     _trace_layer,
+    match_graph,
 )
 from superres.zoo.ncnn import NcnnFormatError, NcnnLayer, param_float, param_int, read_weights
 
@@ -230,23 +231,6 @@ def _check_mean_layer(layers: list[NcnnLayer], num_in_ch: int, source: str) -> N
     return layer
 
 
-def _match_graph(layers: list[NcnnLayer], names: dict[str, str], feeds: dict[str, int], expected: int,
-                 tr: _SpanTrace, label: str, source: str) -> None:
-    """Trace the ncnn graph; each conv's input and the output must equal the expected nodes."""
-    blobs: dict[str, int] = {}
-    for layer in layers:
-        ins = [blobs[b] for b in layer.inputs]  # parse_param guarantees producers come first
-        torch_name = names.get(layer.name)
-        if torch_name is not None and ins[0] != feeds[torch_name]:
-            raise NcnnFormatError(
-                f"{source}: {layer.describe()} ({torch_name}) is fed {tr.describe(ins[0])}, but {label} "
-                f"feeds it {tr.describe(feeds[torch_name])}")
-        blobs.update(zip(layer.outputs, _trace_span_layer(layer, ins, torch_name, tr, source), strict=True))
-    if blobs[OUTPUT_BLOB] != expected:
-        raise NcnnFormatError(f"{source}: blob {OUTPUT_BLOB!r} is {tr.describe(blobs[OUTPUT_BLOB])}, "
-                              f"but {label} computes {tr.describe(expected)}")
-
-
 def _mean_values(array: np.ndarray, layer: NcnnLayer, source: str) -> tuple[float, ...]:
     values = np.asarray(array, dtype=np.float32).ravel()
     if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
@@ -276,7 +260,9 @@ def convert_span(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_sour
     tr = _SpanTrace()
     expected, feeds = _span_forward(tr, kwargs, has_scale)
     names = {layer.name: spec.name for layer, spec in zip(convs, specs, strict=True)}
-    _match_graph(layers, names, feeds, expected, tr, label, source)
+    match_graph(layers, lambda layer: names.get(layer.name),
+                lambda layer, ins: _trace_span_layer(layer, ins, names.get(layer.name), tr, source),
+                feeds, expected, tr, OUTPUT_BLOB, label, source)
 
     weights = read_weights(layers, bin_data, bin_source)
     mean = _mean_values(weights[mean_layer.name]["data"], mean_layer, bin_source)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from superres.archs import build
-from superres.zoo.convert import Act, ConvertedModel, _act_text, _activation, _f32, _Trace
+from superres.zoo.convert import Act, ConvertedModel, _act_text, _activation, _f32, _Trace, match_graph
 from superres.zoo.ncnn import NcnnFormatError, NcnnLayer, param_array, param_float, param_int, read_weights
 
 INPUT_BLOB = "Input1"
@@ -294,23 +294,6 @@ def trace_layer(layer: NcnnLayer, ins: list[int], spec: LayerSpec | None, tr: Sh
     return [node]
 
 
-def match_graph(layers: list[NcnnLayer], specs: dict[str, LayerSpec], feeds: dict[str, int], expected: int,
-                tr: ShapeTrace, output_blob: str, label: str, source: str) -> None:
-    """Trace the ncnn graph; each weight layer's input and the output must equal the expected nodes."""
-    blobs: dict[str, int] = {}
-    for layer in layers:
-        ins = [blobs[b] for b in layer.inputs]  # parse_param guarantees producers come first
-        spec = specs.get(layer.name)
-        if spec is not None and ins[0] != feeds[spec.name]:
-            raise NcnnFormatError(
-                f"{source}: {layer.describe()} ({spec.name}) is fed {tr.describe(ins[0])}, but {label} "
-                f"feeds it {tr.describe(feeds[spec.name])}")
-        blobs.update(zip(layer.outputs, trace_layer(layer, ins, spec, tr, source), strict=True))
-    if blobs[output_blob] != expected:
-        raise NcnnFormatError(f"{source}: blob {output_blob!r} is {tr.describe(blobs[output_blob])}, "
-                              f"but {label} computes {tr.describe(expected)}")
-
-
 # --- per-layer checks ------------------------------------------------------------------------
 
 
@@ -444,7 +427,9 @@ def convert_graph(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_sou
     for index, (layer, spec) in enumerate(zip(found, builder.specs, strict=True)):
         check_weight_layer(layer, spec, index, source)
     specs = {layer.name: spec for layer, spec in zip(found, builder.specs, strict=True)}
-    match_graph(layers, specs, builder.feeds, expected, tr, family.output_blob, label, source)
+    match_graph(layers, lambda layer: spec.name if (spec := specs.get(layer.name)) else None,
+                lambda layer, ins: trace_layer(layer, ins, specs.get(layer.name), tr, source),
+                builder.feeds, expected, tr, family.output_blob, label, source)
 
     weights = read_weights(layers, bin_data, bin_source)
     state: dict[str, torch.Tensor] = {}
