@@ -102,7 +102,8 @@ class Options:
     overwrite: bool
 
 
-def process(job: Job, up: Any, opts: Options, claimed: dict[Path, Path], note: Any) -> bool:
+def process(job: Job, up: Any, opts: Options, claimed: dict[Path, Path], note: Any,
+            on_tile: Any = None) -> bool:
     """Upscale one file; True if written, False if skipped because the output exists.
 
     Raises ImageError (or anything else) for the caller to report.
@@ -131,7 +132,7 @@ def process(job: Job, up: Any, opts: Options, claimed: dict[Path, Path], note: A
     claimed[dst] = job.src
     if dst.exists() and not opts.overwrite:
         return False
-    result = up.engine.upscale_array(img.pixels, up.scale)
+    result = up.engine.upscale_array(img.pixels, up.scale, on_tile=on_tile)
     write_image(dst, result, icc_profile=img.icc_profile, exif=img.exif, quality=opts.quality, format=fmt)
     return True
 
@@ -177,12 +178,26 @@ def run(args: argparse.Namespace) -> int:
     def note(msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
 
+    tiles: dict[str, Any] = {}
+
+    def on_tile(done: int, total: int) -> None:
+        """A second bar for images that take several tile batches (big images)."""
+        if total < 2:
+            return
+        tb = tiles.get("bar")
+        if tb is None or tb.total != total or done < tb.n:
+            if tb is not None:
+                tb.close()
+            tb = tiles["bar"] = tqdm(total=total, unit="tile", file=sys.stderr, disable=None,
+                                     leave=False, position=1, dynamic_ncols=True)
+        tb.update(done - tb.n)
+
     for job in bar:
         bar.set_postfix_str(job.src.name[-30:])
         try:
             if job.error:
                 raise ImageError(job.src, job.error)
-            if process(job, up, opts, claimed, note):
+            if process(job, up, opts, claimed, note, on_tile):
                 written += 1
             else:
                 skipped += 1
@@ -192,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # keep the batch going; say what broke and where
             failed.append(f"{job.src}: {type(exc).__name__}: {exc}")
             note(f"error: {failed[-1]}")
+        finally:
+            if "bar" in tiles:
+                tiles.pop("bar").close()
     bar.close()
     took = time.perf_counter() - start
     print(f"{written} written, {skipped} skipped (already there), {len(failed)} failed "
