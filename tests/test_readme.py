@@ -23,3 +23,10 @@ def test_readme_has_setup_and_test_commands_run_verbatim_by_ci() -> None:
     assert "pytest" in tests
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert setup in ci and tests in ci
+
+
+def test_docs_models_table_lists_every_registered_model() -> None:
+    from superres.cli.models import markdown, rows
+
+    doc = (REPO / "docs" / "models.md").read_text()
+    assert markdown(rows()) in doc, "docs/models.md is stale: paste `superres models --markdown` into it"

@@ -12,7 +12,9 @@ def add_parser(sub: Any) -> None:
                        description="List the named models: scale, architecture, parameters, "
                                    "MFLOP per input pixel, licence, purpose and whether their "
                                    "weights are available offline right now.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable output")
+    fmt.add_argument("--markdown", action="store_true", help="a Markdown table (used for docs/models.md)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +31,8 @@ def rows() -> list[dict[str, Any]]:
         out.append({
             "name": m.name, "scale": m.scale, "arch": m.arch, "params": m.params,
             "mflop_per_px": round(m.mflop_per_input_pixel, 3), "licence": m.licence,
-            "purpose": m.purpose, "carrier": m.carrier.package, "available": available,
+            "purpose": m.purpose, "carrier": m.carrier.package, "extra": m.carrier.extra,
+            "available": available,
             "aliases": list(m.aliases), "description": m.description, "licence_note": m.licence_note,
             # native factor; exact chained factors (repeated passes); anything else = passes + resize
             "factors": {"native": native, "chained": chained, "any_via_resize": True},
@@ -42,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     data = rows()
     if args.json:
         print(json.dumps(data, indent=2))
+        return 0
+    if args.markdown:
+        print(markdown(data))
         return 0
     head = ("name", "scale", "chained", "arch", "params", "MFLOP/px", "licence", "purpose", "weights")
     table = [head] + [
@@ -59,3 +65,15 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"\n{missing[0]['how_to_get']}")
     return 0
+
+
+def markdown(data: list[dict[str, Any]]) -> str:
+    """The listing as a Markdown table (without the availability column, which is per machine)."""
+    lines = ["| name | scale | architecture | params | MFLOP/px | purpose | licence | carrier (extra) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in data:
+        alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
+        lines.append(f"| `{r['name']}`{alias} | x{r['scale']} | {r['arch']} | {r['params']:,} | "
+                     f"{r['mflop_per_px']:g} | {r['purpose']} | {r['licence']} | {r['carrier']}"
+                     + (f" (`superres[{r['extra']}]`)" if r["extra"] else " (core)") + " |")
+    return "\n".join(lines)
