@@ -1,0 +1,1 @@
+"""Training support: data degradations, datasets, losses and the training loop."""
