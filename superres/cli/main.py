@@ -10,6 +10,7 @@ from superres import __version__
 from superres.cli import bench as bench_cmd
 from superres.cli import eval as eval_cmd
 from superres.cli import models as models_cmd
+from superres.cli import train as train_cmd
 from superres.cli import upscale as upscale_cmd
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
+    train_cmd.add_parser(sub)
     return parser
 
 

@@ -147,6 +147,29 @@ def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | No
     return LoadedModel(module, name, arch, dict(kwargs), int(kwargs[scale_key]))
 
 
+def _recorded_arch(path: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """(arch, kwargs) recorded in a ``.safetensors`` header by ``superres train``, else (None, None).
+
+    Used only when the name is a known architecture and the kwargs are a JSON object; the
+    tensors must still fit them exactly (strict loading), so a wrong record cannot go unnoticed.
+    """
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return None, None
+    try:
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        arch, kwargs = meta.get("superres.arch"), json.loads(meta.get("superres.kwargs", "null"))
+    except Exception:  # unreadable header: read_state_dict reports the file properly
+        return None, None
+    if arch in ARCHS and isinstance(kwargs, dict):
+        return arch, kwargs
+    return None, None
+
+
 _SCALE_TOKEN = re.compile(r"(?<![a-z0-9])(?:x([1-8])|([1-8])x)(?![a-z0-9])")
 
 
@@ -172,6 +195,7 @@ def load_model(name_or_path: str | Path, scale: int | None = None) -> LoadedMode
         return lm
     path = Path(key).expanduser()
     if path.suffix.lower() in WEIGHT_EXTENSIONS or path.exists():
-        return model_from_state_dict(read_state_dict(path), str(path), scale=scale)
+        arch, kwargs = _recorded_arch(path)
+        return model_from_state_dict(read_state_dict(path), str(path), arch, kwargs, scale=scale)
     registry.get(key)  # raises the "unknown model" error with the list of names
     raise AssertionError("unreachable")

@@ -1,0 +1,78 @@
+"""PNG training curves from ``log.jsonl``: ``loss.png`` and ``val.png`` (matplotlib, Agg).
+
+Figures are drawn on an explicit Agg canvas (no global backend switch, no display needed) and
+written atomically, so a viewer never sees half a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    records = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=90)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_plots(log_path: Path, out_dir: Path) -> list[Path]:
+    """Draw the curves that have data; returns the files written."""
+    records = read_log(log_path)
+    written: list[Path] = []
+    steps = [r for r in records if "losses" in r]
+    if steps:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        names = sorted({k for r in steps for k in r["losses"]})
+        positive = True
+        for name in names:
+            pts = [(r["iteration"], r["losses"][name]) for r in steps if name in r["losses"]]
+            positive &= all(v > 0 for _, v in pts)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, linewidth=1.2)
+        if positive:
+            ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.13, top=0.96)
+        _save(fig, out_dir / "loss.png")
+        written.append(out_dir / "loss.png")
+    vals = [r for r in records if "val" in r]
+    if vals:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        its = [r["iteration"] for r in vals]
+        ax.plot(its, [r["val"]["psnr"] for r in vals], "o-", color="tab:blue", label="PSNR (Y)")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("PSNR (dB, Y, border = scale)", color="tab:blue")
+        ax.grid(True, alpha=0.3)
+        ax2 = ax.twinx()
+        ax2.plot(its, [r["val"]["ssim"] for r in vals], "s--", color="tab:orange", label="SSIM (Y)")
+        ax2.set_ylabel("SSIM", color="tab:orange")
+        fig.subplots_adjust(left=0.1, right=0.88, bottom=0.13, top=0.96)
+        _save(fig, out_dir / "val.png")
+        written.append(out_dir / "val.png")
+    return written
