@@ -398,6 +398,73 @@ def test_bf16_autocast_on_cpu_trains(data: dict[str, Path], tmp_path: Path) -> N
         Trainer(parse_config(raw_config(data, out, train={"amp": "fp16"}), tmp_path), device="cpu")
 
 
+def test_channels_last_trains_the_same_weights(data: dict[str, Path], tmp_path: Path) -> None:
+    model = {"arch": "fsrcnn", "options": {"num_channels": 3, "d": 8, "s": 4, "m": 1}}
+    train(raw_config(data, tmp_path / "nchw", model=model, train={"iterations": 4}), tmp_path)
+    train(raw_config(data, tmp_path / "nhwc", model=model, train={"iterations": 4, "channels_last": True}),
+          tmp_path)
+    a, b = tensors(tmp_path / "nchw"), tensors(tmp_path / "nhwc")
+    assert a.keys() == b.keys()
+    for key in a:  # oneDNN sums in another order for NHWC: equal up to float rounding
+        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
+
+
+def test_whole_image_bicubic_patches_are_crops_of_the_benchmark_lr(data: dict[str, Path]) -> None:
+    from superres.train.config import TrainDataConfig
+    from superres.train.data import TrainDataset
+
+    cfg = TrainDataConfig(hr=[data["hr"]], degradation={"type": "bicubic", "whole_image": True},
+                          patch_size=12, batch_size=2, workers=0, hflip=False, rot90=False)
+    ds = TrainDataset(cfg, scale=3, seed=1)
+    for i in range(len(ds)):
+        hr_full = ds._load(i)[0]
+        lr_full = imresize(hr_full, output_shape=(hr_full.shape[0] // 3, hr_full.shape[1] // 3))
+        assert hr_full.shape[:2] == (39, 39)  # cropped to a multiple of the scale
+        item = ds[i]
+        lr = (item["lr"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        hr = (item["hr"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        hits = [(y, x) for y in range(lr_full.shape[0] - 3) for x in range(lr_full.shape[1] - 3)
+                if np.array_equal(lr_full[y : y + 4, x : x + 4], lr)]
+        assert hits, "the LR patch is not a crop of the whole-image bicubic LR"
+        y, x = hits[0]
+        assert np.array_equal(hr_full[3 * y : 3 * y + 12, 3 * x : 3 * x + 12], hr)
+    bad = raw_config(data, Path("out"), paired=False)
+    bad["data"]["train"]["degradation"] = {"type": "bicubic", "whole_image": 1}
+    with pytest.raises(ConfigError, match=r"data\.train\.degradation: whole_image: expected true or false"):
+        Trainer(parse_config(bad, Path(".")), device="cpu")
+
+
+def test_init_copies_the_matching_layers_of_another_scale(data: dict[str, Path], tmp_path: Path) -> None:
+    """The FSRCNN paper's transfer: an x2 net starts from the x3 net's layers, but its own tail
+    where the shapes differ (ESPCN's last conv has 3 * s^2 outputs; FSRCNN's deconv keeps its shape)."""
+    model = {"arch": "espcn", "options": {"num_channels": 3, "n1": 8, "n2": 8}}
+    src = tmp_path / "x3"
+    raw3 = raw_config(data, src, model=model, scale=3, paired=False, train={"iterations": 2, "ema": None})
+    raw3["data"]["train"]["patch_size"] = 15
+    raw3["data"]["val"]["every"] = 100
+    train(raw3, tmp_path)
+    weights = str(src / "last.safetensors")
+    source = load_file(weights)
+    t = Trainer(parse_config(raw_config(data, tmp_path / "x2", model={**model, "init": weights},
+                                        train={"iterations": 1}), tmp_path),
+                device="cpu", progress=False, echo=lambda _msg: None)
+    own = t.net_g.state_dict()
+    assert t.init_report is not None
+    fresh, copied = set(t.init_report["fresh"]), t.init_report["copied"]
+    assert len(fresh) == 2 and all(own[k].shape != source[k].shape for k in fresh)  # last conv + bias
+    assert len(copied) == 4
+    for key in copied:
+        assert torch.equal(own[key], source[key]), key
+    t.run()
+    assert log_records(tmp_path / "x2")[0]["init"]["fresh"] == sorted(fresh)
+    with pytest.raises(ConfigError, match="not both"):
+        both = {**model, "init": weights, "pretrained": weights}
+        parse_config(raw_config(data, tmp_path / "y", model=both), tmp_path)
+    fsrcnn = {"arch": "fsrcnn", "options": {"num_channels": 3, "d": 16, "s": 4, "m": 1}, "init": weights}
+    with pytest.raises(ConfigError, match="no tensor matching"):
+        Trainer(parse_config(raw_config(data, tmp_path / "z", model=fsrcnn), tmp_path), device="cpu")
+
+
 # ------------------------------------------------------------------------------ (f) example configs
 
 

@@ -35,6 +35,9 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)  # kwargs of the architecture
     pretrained: str | None = None  # zoo name or weight file: fine-tuning starts from it
     teacher: str | None = None  # zoo name or weight file: distillation target
+    # weight file or zoo name whose tensors of equal name and shape seed a fresh network: the
+    # FSRCNN paper's transfer (train x3, then reuse its layers for x2/x4; only the tail differs)
+    init: str | None = None
 
 
 @dataclass
@@ -93,6 +96,7 @@ class TrainLoopConfig:
     amp: str = "none"
     grad_clip: float | None = None
     grad_checkpoint: bool = False
+    channels_last: bool = False  # NHWC activations: ~1.4x faster for FSRCNN-like nets on CPU oneDNN
     checkpoint_every: int = 1000
     log_every: int = 100
 
@@ -338,7 +342,7 @@ def parse_config(raw: Any, base_dir: str | Path, *, source: Path | None = None,
     scale = top.integer("scale", required=True, min=1)
 
     # model
-    m = _Section(top.raw.get("model"), "model", ("arch", "options", "pretrained", "teacher"))
+    m = _Section(top.raw.get("model"), "model", ("arch", "options", "pretrained", "teacher", "init"))
     arch = m.string("arch")
     if arch is not None:
         from superres.archs import ARCHS
@@ -351,9 +355,15 @@ def parse_config(raw: Any, base_dir: str | Path, *, source: Path | None = None,
     pretrained = None if pretrained is None else _model_ref(pretrained, "model.pretrained", base, check_paths)
     teacher = m.raw.get("teacher")
     teacher = None if teacher is None else _model_ref(teacher, "model.teacher", base, check_paths)
+    init = m.raw.get("init")
+    init = None if init is None else _model_ref(init, "model.init", base, check_paths)
     if arch is None and pretrained is None:
         raise ConfigError("model.arch: required (or model.pretrained, whose architecture is detected)")
-    model = ModelConfig(arch=arch, options=m.mapping("options"), pretrained=pretrained, teacher=teacher)
+    if init is not None and pretrained is not None:
+        raise ConfigError("model.init: give either model.pretrained (the whole network) or model.init "
+                          "(matching layers only), not both")
+    model = ModelConfig(arch=arch, options=m.mapping("options"), pretrained=pretrained, teacher=teacher,
+                        init=init)
 
     # data
     d = _Section(top.raw.get("data"), "data", ("train", "val"))
@@ -435,14 +445,15 @@ def parse_config(raw: Any, base_dir: str | Path, *, source: Path | None = None,
                               min_lr=sc.number("min_lr", 0.0, min=0.0))
 
     tr = _Section(top.raw.get("train"), "train",
-                  ("iterations", "ema", "amp", "grad_clip", "grad_checkpoint", "checkpoint_every",
-                   "log_every"))
+                  ("iterations", "ema", "amp", "grad_clip", "grad_checkpoint", "channels_last",
+                   "checkpoint_every", "log_every"))
     loop = TrainLoopConfig(
         iterations=tr.integer("iterations", required=True, min=1),
         ema=tr.number("ema", None, min=0.0, max=1.0, min_open=True, max_open=True),
         amp=tr.choice("amp", AMP_MODES, "none"),
         grad_clip=tr.number("grad_clip", None, min=0.0, min_open=True),
         grad_checkpoint=tr.boolean("grad_checkpoint", False),
+        channels_last=tr.boolean("channels_last", False),
         checkpoint_every=tr.integer("checkpoint_every", 1000, min=1),
         log_every=tr.integer("log_every", 100, min=1),
     )

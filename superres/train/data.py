@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from superres.metrics.resize import imresize
 from superres.train.config import ConfigError, TrainDataConfig, ValDataConfig
 
 # Stream tags: keep the sample, permutation and degradation generators independent.
@@ -96,6 +97,9 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         self.rot90 = cfg.rot90
         self.repeat = cfg.repeat
         self.paired = cfg.lr is not None
+        deg = cfg.degradation or {}
+        self.whole_bicubic = (not self.paired and deg.get("type") == "bicubic"
+                              and deg.get("whole_image") is True)
         files: list[Path] = []
         for i, folder in enumerate(cfg.hr):
             found = images_in(folder)
@@ -145,6 +149,10 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
                     raise ValueError(f"{self.lr_files[i]}: LR {lw}x{lh} does not match HR "
                                      f"{self.files[i].name} {hr.shape[1]}x{hr.shape[0]} at x{s}")
                 hr = hr[: lh * s, : lw * s]
+            elif self.whole_bicubic:  # the benchmark recipe: crop to the scale, resize the whole image
+                s = self.scale
+                hr = hr[: hr.shape[0] // s * s, : hr.shape[1] // s * s]
+                lr = imresize(hr, output_shape=(hr.shape[0] // s, hr.shape[1] // s))
             got = self._cache[i] = (hr, lr)
         return got
 

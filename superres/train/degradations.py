@@ -519,6 +519,10 @@ class BicubicDegradation(Degradation):
     pixels of the benchmark ``LR_bicubic`` images, so a model trained on it sees the test-time input
     distribution. Deterministic: ``rng`` is accepted for the common interface and ignored.
     Runs in numpy on the CPU (the result is moved back to the input's device).
+
+    With ``whole_image: true`` in the config the training data set instead resizes each whole
+    (scale-cropped) image once and cuts aligned LR/HR patches, as the benchmark LR images are
+    made: no patch-border effect, and no resize per step.
     """
 
     def __call__(self, hr: torch.Tensor, rng: np.random.Generator | int | None = None) -> torch.Tensor:
@@ -799,10 +803,13 @@ def build_degradation(cfg: Mapping[str, Any], *, scale: int | None = None) -> De
         raise ValueError(f"degradation scale {cfg_scale!r} differs from the model scale {scale!r}")
     final_scale = scale if scale is not None else cfg_scale if cfg_scale is not None else 4
     if kind == "bicubic":
+        whole = options.pop("whole_image", False)
+        if not isinstance(whole, bool):
+            raise ValueError(f"whole_image: expected true or false, got {whole!r}")
         if options:
             raise ValueError(
                 f"unknown bicubic degradation option(s) {', '.join(map(repr, sorted(options)))}; "
-                "valid: type, scale"
+                "valid: type, scale, whole_image"
             )
         return BicubicDegradation(final_scale)
     if kind == "realesrgan":

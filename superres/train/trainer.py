@@ -232,6 +232,7 @@ class Trainer:
                                            enabled=amp == "fp16")
 
         seed_everything(cfg.seed)  # the same on every process: identical initial weights
+        self.init_report: dict[str, Any] | None = None
         net_g, self.arch, self.kwargs = self._build_generator()
         self.size_multiple = int(getattr(net_g, "unshuffle", 1))
         lr_patch = cfg.data.train.patch_size // cfg.scale
@@ -239,6 +240,8 @@ class Trainer:
             raise ConfigError(f"data.train.patch_size: the LR patch ({lr_patch} px) must be a multiple of "
                               f"{self.size_multiple} for this {self.arch}")
         net_g.to(self.device).train()
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        net_g.to(memory_format=self.memory_format)
         self.ema = None
         if cfg.train.ema is not None:
             self.ema = copy.deepcopy(net_g).requires_grad_(False).eval()
@@ -330,7 +333,26 @@ class Trainer:
             module = build(mc.arch, **kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model.options: cannot build {mc.arch}: {exc}") from None
+        if mc.init is not None:
+            self._init_matching(module, mc.init)
         return module, mc.arch, kwargs
+
+    def _init_matching(self, module: nn.Module, ref: str) -> None:
+        """Copy the tensors of ``ref`` whose name and shape match; the rest keep their fresh init."""
+        from superres.zoo import registry
+        from superres.zoo.loader import load_model, read_state_dict
+
+        try:
+            source = load_model(ref).module.state_dict() if ref in registry.MODELS else read_state_dict(ref)
+        except Exception as exc:
+            raise ConfigError(f"model.init: cannot load {ref}: {exc}") from None
+        own = module.state_dict()
+        taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        if not taken:
+            raise ConfigError(f"model.init: {ref} has no tensor matching this {self.cfg.model.arch} "
+                              f"by name and shape")
+        module.load_state_dict(taken, strict=False)
+        self.init_report = {"from": ref, "copied": sorted(taken), "fresh": sorted(set(own) - set(taken))}
 
     def _load(self, key: str, ref: str) -> Any:
         from superres.zoo.loader import load_model
@@ -531,6 +553,7 @@ class Trainer:
         else:
             assert self.degrade is not None
             lr = self.degrade(hr, degradation_rng(cfg.seed, self.dist.rank, iteration)).to(self.device)
+        lr = lr.contiguous(memory_format=self.memory_format)
         for group in self.opt_g.param_groups:
             group["lr"] = learning_rate(cfg, cfg.optim.lr, iteration)
         if self.opt_d is not None:
@@ -632,6 +655,8 @@ class Trainer:
         self._prepare_output()
         self._barrier()
         end = total if stop_at is None else min(stop_at, total)
+        if self.iteration == 0 and self.dist.main and self.init_report is not None:
+            self._log({"iteration": 0, "init": self.init_report})
         if self.iteration == 0 and self.dist.main and self.val is not None:
             self._validate_and_record()  # the untrained (or pretrained) score, for reference
         tc = cfg.data.train
