@@ -12,6 +12,7 @@ from superres.cli import eval as eval_cmd
 from superres.cli import models as models_cmd
 from superres.cli import train as train_cmd
 from superres.cli import upscale as upscale_cmd
+from superres.cli import video as video_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"superres {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     upscale_cmd.add_parser(sub)
+    video_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
