@@ -10,6 +10,7 @@ from superres import __version__
 from superres.cli import bench as bench_cmd
 from superres.cli import eval as eval_cmd
 from superres.cli import models as models_cmd
+from superres.cli import restore as restore_cmd
 from superres.cli import train as train_cmd
 from superres.cli import upscale as upscale_cmd
 from superres.cli import video as video_cmd
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
+    restore_cmd.add_parser(sub)
     return parser
 
 
