@@ -13,7 +13,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["TinySpec", "sdxl_state_dict", "supir_state_dict", "write_tiny_files", "write_tiny_tokenizer"]
+__all__ = [
+    "SDXL_SPEC",
+    "TinySpec",
+    "sdxl_shapes",
+    "sdxl_state_dict",
+    "supir_shapes",
+    "supir_state_dict",
+    "write_tiny_files",
+    "write_tiny_tokenizer",
+]
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -25,6 +34,7 @@ class TinySpec:
     clip_l: int = 32
     clip_g: int = 32
     clip_layers: int = 2
+    clip_g_layers: int = 0  # bigG layers; 0: same as clip_layers
     pooled: int = 32  # bigG projection width
     time_dim: int = 8  # Fourier width of each size/crop number (SDXL: 256)
     vae_widths: tuple[int, int, int, int] = (32, 32, 64, 64)
@@ -39,6 +49,23 @@ class TinySpec:
     @property
     def adm(self) -> int:
         return self.pooled + 6 * self.time_dim
+
+
+# The real sizes (sd_xl_base_1.0 + SUPIR-v0Q/F): for shape-only checks against the upstream layout.
+SDXL_SPEC = TinySpec(
+    widths=(320, 640, 1280),
+    depths=(1, 2, 10),
+    clip_l=768,
+    clip_g=1280,
+    clip_layers=12,
+    clip_g_layers=32,
+    pooled=1280,
+    time_dim=256,
+    vae_widths=(128, 256, 512, 512),
+    connector_hidden=128,
+    head_channels=64,
+    vocab=49408,
+)
 
 
 def _resblock(p: str, cin: int, cout: int, temb: int) -> Shapes:
@@ -243,7 +270,7 @@ def _open_clip(p: str, spec: TinySpec, vocab: int, s: Shapes) -> None:
             p + "text_projection": (w, spec.pooled),
         }
     )
-    for i in range(spec.clip_layers):
+    for i in range(spec.clip_g_layers or spec.clip_layers):
         b = f"{p}transformer.resblocks.{i}."
         s.update(
             {
@@ -270,8 +297,8 @@ def _materialise(shapes: Shapes, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def sdxl_state_dict(spec: TinySpec = TinySpec(), vocab: int = 0, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A tiny SDXL-base single-file state dict (SGM/LDM/OpenCLIP names)."""
+def sdxl_shapes(spec: TinySpec = TinySpec(), vocab: int = 0) -> Shapes:
+    """Key -> shape of an SDXL-base single file (SGM/LDM/OpenCLIP names); no tensors."""
     vocab = vocab or spec.vocab or tiny_vocab_size()
     s: Shapes = {}
     chans = _unet_encoder("model.diffusion_model.", spec, s)
@@ -279,11 +306,21 @@ def sdxl_state_dict(spec: TinySpec = TinySpec(), vocab: int = 0, seed: int = 0) 
     _vae("first_stage_model.", spec.vae_widths, s)
     _clip_l("conditioner.embedders.0.transformer.", spec, vocab, s)
     _open_clip("conditioner.embedders.1.model.", spec, vocab, s)
-    return _materialise(s, seed)
+    return s
+
+
+def sdxl_state_dict(spec: TinySpec = TinySpec(), vocab: int = 0, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A tiny SDXL-base single-file state dict (SGM/LDM/OpenCLIP names)."""
+    return _materialise(sdxl_shapes(spec, vocab), seed)
 
 
 def supir_state_dict(spec: TinySpec = TinySpec(), seed: int = 1) -> dict[str, torch.Tensor]:
     """A tiny SUPIR checkpoint: adaptor, 12 connectors, denoise encoder (upstream names)."""
+    return _materialise(supir_shapes(spec), seed)
+
+
+def supir_shapes(spec: TinySpec = TinySpec()) -> Shapes:
+    """Key -> shape of a SUPIR checkpoint (adaptor, 12 connectors, denoise encoder); no tensors."""
     s: Shapes = {}
     p = "model.control_model."
     _unet_encoder(p, spec, s)
@@ -329,7 +366,7 @@ def supir_state_dict(spec: TinySpec = TinySpec(), seed: int = 1) -> dict[str, to
     for i, m in enumerate(mods):
         s.update({f"model.diffusion_model.project_modules.{i}.{k}": v for k, v in m.items()})
     _vae_encoder("first_stage_model.denoise_encoder.", spec.vae_widths, s)
-    return _materialise(s, seed)
+    return s
 
 
 # -- a tiny CLIP BPE vocabulary in the transformers file format (vocab.json + merges.txt) --------
