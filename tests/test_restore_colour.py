@@ -7,14 +7,7 @@ import torch
 
 from superres.restore.colour import adain_fix, colour_fix, match_reference, wavelet_decompose, wavelet_fix
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on shared cores (10x faster under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,14 +15,7 @@ from superres.restore.convert import CheckpointError
 from superres.restore.loader import build_models, load_models
 from superres.restore.tiny import TinySpec, sdxl_state_dict, supir_state_dict, write_tiny_files
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on shared cores (10x faster under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
