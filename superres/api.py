@@ -38,9 +38,11 @@ class Upscaler:
         batch: int = 1,
         alpha: str = "model",
         channels_last: bool = True,
+        model_scale: int | None = None,
     ) -> None:
+        # model_scale: the factor of a weight file that does not record it (SRCNN/FSRCNN .pth)
         source = model if model is not None else (model_path or DEFAULT_MODEL)
-        loaded = source if isinstance(source, LoadedModel) else load_model(source)
+        loaded = source if isinstance(source, LoadedModel) else load_model(source, scale=model_scale)
         self.engine = UpscaleEngine(
             loaded, device=device, precision=precision,
             tiles=TileSettings(tile=tile, pad=tile_pad, batch=batch), alpha=alpha,

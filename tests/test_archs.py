@@ -358,7 +358,7 @@ def test_scale_not_in_weights_must_be_given(tmp_path: Path, arch: str) -> None:
     kwargs = next(kw for a, kw in VARIANTS if a == arch and kw["scale"] == 3)
     net = _net(arch, kwargs)
     path = _save(net.state_dict(), tmp_path / "weights", "safetensors")
-    with pytest.raises(ModelFileError, match=r"do not record the upscaling factor.*scale="):
+    with pytest.raises(ModelFileError, match=r"do not record the upscaling factor.*--model-scale 3.*scale=3"):
         load_model(path)
     lm = load_model(path, scale=3)
     assert lm.scale == 3 and lm.kwargs["scale"] == 3

@@ -242,3 +242,26 @@ def test_killed_run_leaves_no_truncated_image_and_resumes(tmp_path: Path) -> Non
         assert read(f).shape == (160, 160, 3)
     assert main(["upscale", str(inp), "-o", str(out), *model]) == 0
     assert len(list(out.glob("img*.png"))) == 6
+
+
+def test_model_scale_for_weights_that_do_not_record_it(tmp_path: Path, capsys) -> None:
+    """A third-party FSRCNN .pth (stride not in the tensors, no xN in its name) needs --model-scale."""
+    import torch
+
+    from superres.archs.fsrcnn import FSRCNN
+
+    torch.manual_seed(0)
+    weights = tmp_path / "fsrcnn_rgb.pth"
+    torch.save(FSRCNN(num_channels=3, scale=3, d=8, s=4, m=1).state_dict(), weights)
+    src = save_rgb(tmp_path / "cat.png", photo(10, 12))
+    assert run_cli("upscale", str(src), "-o", str(tmp_path / "a"), "-m", str(weights)) == 2
+    assert "--model-scale 3" in capsys.readouterr().err
+    ok = run_cli("upscale", str(src), "-o", str(tmp_path / "b"), "-m", str(weights), "--model-scale", "3")
+    assert ok == 0
+    assert read(tmp_path / "b" / "cat.png").shape == (30, 36, 3)
+    # the flag wins over a factor guessed from the file name
+    named = tmp_path / "fsrcnn_x3.pth"
+    weights.rename(named)
+    ok = run_cli("upscale", str(src), "-o", str(tmp_path / "c"), "-m", str(named), "--model-scale", "2")
+    assert ok == 0
+    assert read(tmp_path / "c" / "cat.png").shape == (20, 24, 3)

@@ -32,6 +32,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-m", "--model", default="realesrgan-x4plus", metavar="NAME|PATH",
                    help="zoo model name (see `superres models`) or a .pth/.pt/.safetensors file "
                         "(default: %(default)s)")
+    p.add_argument("--model-scale", type=int, default=None, metavar="N",
+                   help="the factor of a weight file whose tensors do not record it (SRCNN/FSRCNN "
+                        ".pth); wins over an xN in the file name, checked against a recorded factor")
     p.add_argument("-s", "--scale", type=float, default=None,
                    help="output scale, any value (default: the model's own); model pass(es), then "
                         "a high-quality resize")
@@ -165,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     opts = Options(out, single_file, args.suffix, requested, args.quality, args.overwrite)
     try:
         up = Upscaler(args.scale, model=args.model, device=args.device, precision=args.precision,
-                      tile=args.tile, tile_pad=args.tile_pad, batch=args.batch, alpha=args.alpha)
+                      tile=args.tile, tile_pad=args.tile_pad, batch=args.batch, alpha=args.alpha,
+                      model_scale=args.model_scale)
     except Exception as exc:  # unknown name, missing carrier, bad file: one clear line
         print(f"error: cannot load model {args.model}: {exc}", file=sys.stderr)
         return 2

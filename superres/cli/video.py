@@ -34,6 +34,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-m", "--model", default=DEFAULT_VIDEO_MODEL, metavar="NAME|PATH",
                    help="zoo model name or a .pth/.pt/.safetensors file (default: %(default)s, made for "
                         "video and ~30x faster than realesrgan-x4plus)")
+    p.add_argument("--model-scale", type=int, default=None, metavar="N",
+                   help="the factor of a weight file whose tensors do not record it (SRCNN/FSRCNN "
+                        ".pth); wins over an xN in the file name, checked against a recorded factor")
     p.add_argument("-s", "--scale", type=float, default=None, help="output scale (default: the model's own)")
     p.add_argument("--codec", default=None,
                    help="h264, h265, av1, vp9, ffv1 or any FFmpeg encoder name (default: h264 via libx264 "
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     return Upscaler(args.scale, model=args.model, device=args.device,
                                     precision=args.precision, tile=args.tile, tile_pad=args.tile_pad,
-                                    batch=args.batch)
+                                    batch=args.batch, model_scale=args.model_scale)
                 except Exception as exc:  # unknown name, missing carrier, bad file: one clear line
                     raise _ModelError(f"cannot load model {args.model}: {exc}") from exc
 

@@ -129,8 +129,9 @@ def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | No
         hint = scale if scale is not None else scale_from_name(name)
         if hint is None:
             raise ModelFileError(
-                f"{name}: {arch} weights do not record the upscaling factor; pass scale= "
-                f"(e.g. load_model(path, scale=3)) or name the file with it, like '{arch}_x3.pth'."
+                f"{name}: {arch} weights do not record the upscaling factor; give it (--model-scale 3 "
+                f"on the command line, model_scale=3 / load_model(path, scale=3) in Python) or name "
+                f"the file with it, like '{arch}_x3.pth'."
             )
         kwargs = {**kwargs, scale_key: hint}
     elif scale is not None and int(kwargs[scale_key]) != scale:
