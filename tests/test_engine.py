@@ -45,3 +45,35 @@ def test_passes_chain_only_when_it_beats_a_resize(native: int, target: float, pa
     out = eng.upscale_array(np.zeros((5, 7, 3), np.uint8), target)
     assert out.shape == (round(5 * target), round(7 * target), 3)
     assert len(calls) == passes  # one forward per pass (the image fits one tile)
+
+
+@pytest.mark.parametrize("scale", [None, 3.0])
+def test_same_size_frames_go_through_the_network_together(scale: float | None) -> None:
+    eng, _ = _engine(2)
+    shapes: list[tuple[int, ...]] = []
+    eng.module.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape)))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (9, 13, 3), dtype=np.uint8) for _ in range(3)]
+    batched = eng.upscale_arrays(frames, scale)
+    assert shapes == [(3, 3, 9, 13)]  # one forward pass for the three frames
+    one_by_one = [eng.upscale_array(f, scale) for f in frames]
+    assert len(shapes) == 4
+    for a, b in zip(batched, one_by_one, strict=True):
+        assert a.shape == b.shape == ((18, 26, 3) if scale is None else (27, 39, 3))
+        assert np.abs(a.astype(int) - b).max() <= 1  # another summation order inside the convs
+
+
+def test_frames_that_need_tiles_or_differ_in_size_run_one_by_one() -> None:
+    eng, _ = _engine(2)
+    eng.tiles.tile = 8  # 9x13 frames need several tiles
+    shapes: list[tuple[int, ...]] = []
+    eng.module.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape)))
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (9, 13, 3), dtype=np.uint8) for _ in range(2)]
+    out = eng.upscale_arrays(frames)
+    assert all(s[0] == 1 for s in shapes) and len(shapes) > 2  # tile by tile, frame by frame
+    assert [o.shape for o in out] == [(18, 26, 3)] * 2
+    eng.tiles.tile = None
+    shapes.clear()
+    mixed = eng.upscale_arrays([frames[0], frames[1][:8]])
+    assert [s[0] for s in shapes] == [1, 1] and mixed[1].shape == (16, 26, 3)

@@ -218,11 +218,14 @@ def test_vfr_to_mp4_keeps_irregular_timestamps_and_reencodes_audio_it_cannot_hol
     assert leftovers(tmp_path) == []
 
 
-def test_lossless_output_equals_the_engine_on_each_frame(model: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", ["1", "4"])  # 4: one batched forward of 4 frames, then one of 2
+def test_lossless_output_equals_the_engine_on_each_frame(model: Any, tmp_path: Path, batch: str) -> None:
     src = make_clip(tmp_path / "six.mkv", CFR_PTS[:6], audio=None, subtitles=False)
     out = tmp_path / "lossless.mkv"
-    assert run_cli(src, "-o", out, "-m", MODEL, "--codec", "libx264rgb", "--crf", "0") == 0
-    _, frames = video_frames(out)
+    assert run_cli(src, "-o", out, "-m", MODEL, "--codec", "libx264rgb", "--crf", "0", "--batch", batch) == 0
+    pts_in, _ = video_frames(src)
+    pts_out, frames = video_frames(out)
+    assert pts_out == pts_in  # order and timing survive the batching
     for rgb, f in zip(decoded_rgb(src), frames, strict=True):
         assert f.format.name in ("gbrp", "bgr0", "rgb24", "bgr24")
         got = f.to_ndarray(format="rgb24")

@@ -50,7 +50,9 @@ def add_parser(sub: Any) -> None:
                    help="output pixel format (default: the source's chroma layout and bit depth, e.g. "
                         "yuv420p10le for 10-bit sources)")
     p.add_argument("--batch", type=int, default=1,
-                   help="tiles per forward pass, as in `upscale` (default: 1)")
+                   help="frames per forward pass when a frame fits in one tile (same size: every frame "
+                        "of a video), else tiles per pass as in `upscale`; the auto tile size budgets "
+                        "memory for N (default: 1)")
     p.add_argument("-t", "--tile", type=int, default=None,
                    help="tile size in input pixels; 0 = no tiling (default: from free memory)")
     p.add_argument("--tile-pad", type=int, default=None, help="context pixels around each tile")

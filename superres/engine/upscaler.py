@@ -158,6 +158,37 @@ class UpscaleEngine:
             y = resize(y, size)
         return y.clamp_(0.0, 1.0)
 
+    def upscale_rgb_many(self, rgbs: list[torch.Tensor],
+                         target_scale: float | None = None) -> list[torch.Tensor]:
+        """Like :meth:`upscale_rgb` for several images; same-size ones that each fit in one tile go
+        through the network together, one forward pass for all (video frames on a GPU).
+
+        Anything else (mixed sizes, tiled images, chained passes) runs one image at a time. The
+        auto tile size already budgets for ``TileSettings.batch`` images at once.
+        """
+        scale = float(target_scale or self.model.net_scale)
+        first = rgbs[0].shape if rgbs else None
+        m, s = self.model.size_multiple, self.model.scale
+        if (len(rgbs) < 2 or any(r.shape != first for r in rgbs) or self.passes_for(scale) != 1
+                or self.tile_for(*rgbs[0].shape[1:]) < round_up(max(rgbs[0].shape[1:]), m)):
+            return [self.upscale_rgb(r, target_scale) for r in rgbs]
+        _, h, w = rgbs[0].shape
+        x = torch.stack(rgbs)
+        ph, pw = round_up(h, m) - h, round_up(w, m) - w
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=fmt)
+        with torch.inference_mode():
+            y = self.module(x).float().cpu()[:, :, : h * s, : w * s]
+        if self.model.output_resize:
+            size = (round(h * s * self.model.output_resize), round(w * s * self.model.output_resize))
+            y = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if tuple(y.shape[2:]) != size:
+            y = torch.stack([resize(t, size) for t in y])
+        return list(y.clamp(0.0, 1.0))
+
     # ---- arrays --------------------------------------------------------------------
     def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
                       on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -185,6 +216,16 @@ class UpscaleEngine:
         result = out.permute(1, 2, 0).numpy()
         result = from_float(result, pixels.dtype)
         return result[:, :, 0] if pixels.ndim == 2 else result
+
+
+    def upscale_arrays(self, frames: list[np.ndarray], target_scale: float | None = None) -> list[np.ndarray]:
+        """Several HxWx3 images (e.g. video frames) -> upscaled, batched where possible
+        (:meth:`upscale_rgb_many`); other layouts go through :meth:`upscale_array` one by one."""
+        if len(frames) < 2 or any(f.ndim != 3 or f.shape[2] != 3 for f in frames):
+            return [self.upscale_array(f, target_scale) for f in frames]
+        rgbs = [torch.from_numpy(np.ascontiguousarray(to_float(f)[0].transpose(2, 0, 1))) for f in frames]
+        outs = self.upscale_rgb_many(rgbs, target_scale)
+        return [from_float(o.permute(1, 2, 0).numpy(), f.dtype) for o, f in zip(outs, frames, strict=True)]
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:

@@ -311,11 +311,16 @@ class _Writer:
 # ------------------------------------------------------------------------------ the run
 
 
-def run_pipeline(items: Iterator[FrameItem], upscale: Callable[[np.ndarray], np.ndarray] | None,
-                 writer: _Writer, stages: _Stages) -> tuple[int, list[int]]:
-    """Drive reader thread -> ``upscale`` (this thread) -> writer thread; (frames seen, segments seen)."""
-    q_in: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
-    q_out: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
+def run_pipeline(items: Iterator[FrameItem], upscale: Callable[[list[np.ndarray]], list[np.ndarray]] | None,
+                 writer: _Writer, stages: _Stages, frames_per_pass: int = 1) -> tuple[int, list[int]]:
+    """Drive reader thread -> ``upscale`` (this thread) -> writer thread; (frames seen, segments seen).
+
+    ``upscale`` takes up to ``frames_per_pass`` frames at once (one forward pass for all of them
+    where the engine can: same size, one tile each); frames keep their order.
+    """
+    per_pass = max(1, frames_per_pass)
+    q_in: queue.Queue[Any] = queue.Queue(maxsize=max(QUEUE_FRAMES, 2 * per_pass))
+    q_out: queue.Queue[Any] = queue.Queue(maxsize=max(QUEUE_FRAMES, 2 * per_pass))
     seen: dict[str, Any] = {"frames": 0, "segments": []}
 
     def read() -> None:
@@ -342,14 +347,21 @@ def run_pipeline(items: Iterator[FrameItem], upscale: Callable[[np.ndarray], np.
     stages.start("decoding", read)
     stages.start("encoding", write)
     try:
-        while True:
-            item = stages.get(q_in)
-            if item is _END:
-                stages.put(q_out, _END)
-                break
-            if upscale is not None:
-                item.rgb = upscale(item.rgb)
-            stages.put(q_out, item)
+        ended = False
+        while not ended:
+            batch: list[FrameItem] = []
+            while len(batch) < per_pass:
+                item = stages.get(q_in)
+                if item is _END:
+                    ended = True
+                    break
+                batch.append(item)
+            if batch and upscale is not None:
+                for item, out in zip(batch, upscale([b.rgb for b in batch]), strict=True):
+                    item.rgb = out
+            for item in batch:
+                stages.put(q_out, item)
+        stages.put(q_out, _END)
     except _Stopped:
         pass
     except BaseException as exc:
@@ -462,8 +474,8 @@ def upscale_video(source: Path, up: Any, opts: VideoOptions, *, model_id: dict[s
                    colour=colour_out, sample_aspect_ratio=info.sample_aspect_ratio,
                    model=str(model_id.get("name")), scale=scale)
 
-    def upscale(rgb: np.ndarray) -> np.ndarray:
-        return up.engine.upscale_array(rgb, scale)
+    def upscale(frames: list[np.ndarray]) -> list[np.ndarray]:
+        return up.engine.upscale_arrays(frames, scale)
 
     def source_items(skip: Callable[[FrameItem], bool]) -> Iterator[FrameItem]:
         return decode_source(info, deep, opts.segment_seconds, skip, report)
@@ -472,7 +484,7 @@ def upscale_video(source: Path, up: Any, opts: VideoOptions, *, model_id: dict[s
         note(f"note: {source}: {n}")
     report.notes.clear()
     return _execute(report, target, opts, side, source_items, upscale, info.packets, source, info.index,
-                    progress, note)
+                    progress, note, frames_per_pass=max(1, int(up.engine.tiles.batch)))
 
 
 def assemble_frames(folder: Path, opts: VideoOptions, *, audio_from: Path | None = None,
@@ -531,9 +543,9 @@ def assemble_frames(folder: Path, opts: VideoOptions, *, audio_from: Path | None
 
 def _execute(report: RunReport, target: _Target, opts: VideoOptions, side: Sidecar,
              make_items: Callable[[Callable[[FrameItem], bool]], Iterator[FrameItem]],
-             upscale: Callable[[np.ndarray], np.ndarray] | None, total: int, source: Path | None,
-             video_index: int | None, progress: Callable[[int, int], Any] | None,
-             note: Callable[[str], None]) -> RunReport:
+             upscale: Callable[[list[np.ndarray]], list[np.ndarray]] | None, total: int,
+             source: Path | None, video_index: int | None, progress: Callable[[int, int], Any] | None,
+             note: Callable[[str], None], frames_per_pass: int = 1) -> RunReport:
     manifest: Manifest | None = None
     work = target.work
     frames_dir = opts.frames_dir
@@ -601,7 +613,8 @@ def _execute(report: RunReport, target: _Target, opts: VideoOptions, side: Sidec
     writer = _Writer(target.plan, manifest, work, frames_dir, on_frame)
     stages = _Stages()
     try:
-        frames, segments = run_pipeline(recorded(make_items(skip)), upscale, writer, stages)
+        frames, segments = run_pipeline(recorded(make_items(skip)), upscale, writer, stages,
+                                          frames_per_pass=frames_per_pass)
         report.frames = frames
         report.upscaled = counter["n"] - report.resumed_frames
         if frames_dir is not None:
