@@ -15,7 +15,7 @@ def test_ruff_clean() -> None:
     ruff = shutil.which("ruff") or shutil.which("ruff", path=str(REPO / ".venv" / "bin"))
     if ruff is None:
         pytest.skip("ruff is not installed (it comes with the [test] extra)")
-    res = subprocess.run([ruff, "check", "superres", "tests", "benchmarks"], cwd=REPO,
+    res = subprocess.run([ruff, "check", "superres", "tests", "benchmarks", "tools"], cwd=REPO,
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
 

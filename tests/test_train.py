@@ -138,6 +138,10 @@ def test_tiny_run_lowers_loss_and_raises_val_psnr(data: dict[str, Path], tmp_pat
     for name in ("checkpoint.pt", "best.safetensors", "last.safetensors", "log.jsonl", "loss.png", "val.png"):
         assert (out / name).is_file(), name
     assert (out / "val.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from superres.train.plots import compare_runs  # the docs figure of several runs
+
+    fig = compare_runs({"tiny": out / "log.jsonl"}, tmp_path / "cmp.png", targets={"tiny": 30.0})
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
 
 
 # ------------------------------------------------------------------------------ (b) exact resume

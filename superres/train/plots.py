@@ -76,3 +76,42 @@ def write_plots(log_path: Path, out_dir: Path) -> list[Path]:
         _save(fig, out_dir / "val.png")
         written.append(out_dir / "val.png")
     return written
+
+
+def compare_runs(runs: dict[str, Path], out: Path, *, targets: dict[str, float] | None = None,
+                 title: str = "") -> Path:
+    """One figure of several runs: training loss (left) and validation Y-PSNR (right).
+
+    ``runs`` maps a label to its ``log.jsonl``; ``targets`` draws a dashed line per label (e.g.
+    the published PSNR a run must reach), in the run's colour. Used for docs/training.md.
+    """
+    fig = Figure(figsize=(11, 4.2))
+    ax_loss, ax_val = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for i, (label, log_path) in enumerate(runs.items()):
+        colour = f"C{i}"
+        records = read_log(log_path)
+        steps = [r for r in records if "losses" in r]
+        if steps:
+            ax_loss.plot([r["iteration"] for r in steps], [r["losses"]["total"] for r in steps],
+                         color=colour, linewidth=1.0, label=label)
+        vals = [r for r in records if "val" in r and r["iteration"] > 0]
+        if vals:
+            ax_val.plot([r["iteration"] for r in vals], [r["val"]["psnr"] for r in vals], ".-",
+                        color=colour, linewidth=1.0, label=label)
+        if targets and label in targets:
+            ax_val.axhline(targets[label], color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("iteration")
+    ax_loss.set_ylabel("training loss")
+    if targets:  # the early climb from ~10 dB would squash the part that matters
+        ax_val.set_ylim(bottom=min(targets.values()) - 3.0, top=max(targets.values()) + 0.5)
+    ax_val.set_xlabel("iteration")
+    ax_val.set_ylabel("validation PSNR (dB, Y, border = scale)")
+    for ax in (ax_loss, ax_val):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9 if title else 0.96, wspace=0.25)
+    _save(fig, out)
+    return out

@@ -1,0 +1,32 @@
+"""Training curves of the shipped FSRCNN/ESPCN models for docs/training.md.
+
+    python tools/plot_trained.py          # reads docs/training-logs/*.jsonl, writes docs/training-*.png
+
+The logs are the runs' ``log.jsonl`` files, copied into docs/ so the figures can be redrawn
+from a fresh clone. The dashed lines are the published FSRCNN Set5 Y-PSNR for each scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from superres.train.plots import compare_runs
+from superres.zoo.models_trained import PUBLISHED_FSRCNN_SET5
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def main() -> None:
+    logs = DOCS / "training-logs"
+    for arch in ("fsrcnn", "espcn"):
+        runs = {f"{arch}-x{s}": logs / f"{arch}-x{s}.jsonl" for s in (2, 3, 4)}
+        runs = {k: v for k, v in runs.items() if v.is_file()}
+        targets = {k: PUBLISHED_FSRCNN_SET5[int(k[-1])] for k in runs}
+        out = compare_runs(runs, DOCS / f"training-{arch}.png", targets=targets,
+                           title=f"{arch.upper()} on 291 images, CPU: training loss and Set5 Y-PSNR "
+                                 "(EMA weights; dashed: published FSRCNN)")
+        print(out)
+
+
+if __name__ == "__main__":
+    main()
