@@ -85,10 +85,27 @@ def cached_path(info: ModelInfo, source_sha: str) -> Path:
     return cache_dir() / f"{info.name}-{source_sha[:16]}.safetensors"
 
 
+def _load_bundled(info: ModelInfo) -> dict[str, torch.Tensor]:
+    """Weights shipped inside superres: read as they are, checked against the registry's hash."""
+    from safetensors.torch import load
+
+    src = find_carrier(info.carrier, info.bin_file)
+    if src is None:
+        raise FileNotFoundError(f"model '{info.name}': {info.bin_file} is missing from the superres "
+                                f"package (a broken install?); reinstall superres")
+    sd = load(src.read(info.bin_file))
+    if tensors_sha256(sd) != info.bundled_sha256:
+        raise ValueError(f"model '{info.name}': {src.describe()}/{info.bin_file} does not match its "
+                         f"recorded hash (corrupt or replaced); reinstall superres")
+    return sd
+
+
 def load_named_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
     """The PyTorch weights of a named model, converting and caching them on first use."""
     from superres.zoo.convert import convert_ncnn  # heavy-ish; only needed on a cache miss
 
+    if info.bundled_sha256 is not None:
+        return _load_bundled(info)
     param, binary, where = _read_sources(info)
     source_sha = hashlib.sha256(param + b"\0" + binary).hexdigest()
     path = cached_path(info, source_sha)
@@ -122,5 +139,5 @@ def load_named_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
 
 def is_available(info: ModelInfo) -> bool:
     """Whether the weights can be had offline right now (cache or carrier present)."""
-    src = find_carrier(info.carrier, info.param_file)
+    src = find_carrier(info.carrier, info.param_file or info.bin_file)
     return src is not None and src.has(info.bin_file)

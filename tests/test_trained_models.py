@@ -1,0 +1,69 @@
+"""The FSRCNN/ESPCN weights superres trained itself and ships: present, intact, and scoring on
+Set5 what the registry (and so `superres models` and the docs) says, measured with `superres eval`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import superres
+from superres.cli.main import main
+from superres.zoo.models_trained import PUBLISHED_FSRCNN_SET5, SET5
+from superres.zoo.registry import MODELS, unique_models
+
+SHIPPED = [f"{arch}-x{s}" for arch in ("fsrcnn", "espcn") for s in (2, 3, 4)]
+WEIGHTS = Path(superres.__file__).parent / "zoo" / "weights"
+
+
+def test_the_six_trained_models_are_registered_and_shipped() -> None:
+    bundled = {m.name for m in unique_models() if m.bundled_sha256 is not None}
+    assert bundled == set(SHIPPED) == set(SET5)
+    for name in SHIPPED:
+        info = MODELS[name]
+        assert info.licence == "MIT (same as superres)"
+        assert info.scale == int(name[-1]) == info.kwargs["scale"]
+        assert (WEIGHTS / info.bin_file).stat().st_size < 200_000  # small enough to ship
+        assert f"{SET5[name][0]:.2f} dB" in info.description
+        assert f"{PUBLISHED_FSRCNN_SET5[info.scale]:.2f}" in info.description
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_set5_scores_are_the_recorded_ones(name: str, shared_data: Path, tmp_path: Path) -> None:
+    scale = MODELS[name].scale
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["eval", "--data", str(shared_data / "Set5"), "--scale", str(scale), "--model", name,
+                   "--json", str(tmp_path / "set5.json")])
+    assert rc == 0, err.getvalue()
+    data = json.loads((tmp_path / "set5.json").read_text(encoding="utf-8"))
+    assert data["protocol"]["lr_source"] == "given"  # the official LR images, not regenerated ones
+    got = data["means"][name]
+    psnr, ssim = SET5[name]  # recorded to 0.001 dB / 1e-4
+    assert abs(got["psnr_y"] - psnr) <= 0.00051 and abs(got["ssim_y"] - ssim) <= 0.000051, got
+    assert got["psnr_y"] > data["means"]["bicubic"]["psnr_y"] + 0.5
+
+
+def test_a_tampered_shipped_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files given through SUPERRES_CARRIERS are looked at first: a changed copy must not load."""
+    info = MODELS["fsrcnn-x3"]
+    shutil.copy(WEIGHTS / info.bin_file, tmp_path / info.bin_file)
+    data = bytearray((tmp_path / info.bin_file).read_bytes())
+    data[-8] ^= 0x40  # a bit of the last tensor
+    (tmp_path / info.bin_file).write_bytes(bytes(data))
+    monkeypatch.setenv("SUPERRES_CARRIERS", str(tmp_path))
+    with pytest.raises(ValueError, match="does not match its recorded hash"):
+        superres.load("fsrcnn-x3")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_upscales_through_the_api(name: str) -> None:
+    up = superres.load(name, device="cpu")
+    img = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    s = MODELS[name].scale
+    assert up.upscale(img).shape == (10 * s, 12 * s, 3)
