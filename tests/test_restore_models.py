@@ -112,6 +112,20 @@ def test_wrong_files_say_what_was_found_and_where_to_get_the_right_ones(tmp_path
         load_models(tiny_files[0], junk)
 
 
+def test_cli_names_a_missing_checkpoint_before_asking_for_the_tokenizer(tmp_path, capsys, monkeypatch):
+    from superres.cli.main import main
+
+    monkeypatch.delenv("SUPERRES_CLIP_TOKENIZER", raising=False)
+    supir = tmp_path / "SUPIR-v0Q.ckpt"
+    supir.write_bytes(b"")
+    rc = main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"),
+               "--sdxl", str(tmp_path / "typo.safetensors"), "--supir", str(supir)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "--sdxl: no such file" in err and "typo.safetensors" in err and "tokenizer" not in err.lower()
+    assert not (tmp_path / "out").exists()
+
+
 def test_checkpoints_of_different_sizes_are_refused():
     wide = TinySpec(widths=(64, 64, 64))
     with pytest.raises(CheckpointError, match="does not match the SDXL UNet"):
