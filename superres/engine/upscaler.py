@@ -94,19 +94,30 @@ class UpscaleEngine:
 
     # ---- model passes --------------------------------------------------------------
     def _one_pass(self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None) -> torch.Tensor:
-        """(3,H,W) float32 -> (3,H*s,W*s) float32 through the network (and its output resize)."""
+        """(N,3,H,W) float32 -> (N,3,H*s,W*s) float32 through the network (and its output resize).
+
+        Several images that each fit in one tile go through the network together, in one forward
+        pass (video frames); otherwise each image is run tile by tile.
+        """
         m = self.model.size_multiple
-        _, h, w = x.shape
+        n, _, h, w = x.shape
         ph, pw = round_up(h, m) - h, round_up(w, m) - w
         if ph or pw:  # pixel-unshuffle front ends need sides divisible by m
             mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
         s = self.model.scale
         tile = self.tile_for(h, w)
-        y = self._run_tiles(x, tile, on_tile)[:, : h * s, : w * s]
+        if n > 1 and tile >= round_up(max(h, w), m):
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            with torch.inference_mode():
+                y = self.module(x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=fmt))
+            y = y.float().cpu()
+        else:
+            y = torch.stack([self._run_tiles(xi, tile, on_tile) for xi in x])
+        y = y[:, :, : h * s, : w * s]
         if self.model.output_resize:
             size = (round(h * s * self.model.output_resize), round(w * s * self.model.output_resize))
-            y = F.interpolate(y[None], size=size, mode="bicubic", align_corners=False)[0]
+            y = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
         return y
 
     def _run_tiles(self, x: torch.Tensor, tile: int,
@@ -146,48 +157,34 @@ class UpscaleEngine:
     def upscale_rgb(self, rgb: torch.Tensor, target_scale: float | None = None,
                     on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """(3,H,W) float in [0,1] -> (3,round(H*S),round(W*S)) float in [0,1]."""
-        scale = float(target_scale or self.model.net_scale)
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, not {scale}")
-        _, h, w = rgb.shape
-        y = rgb
-        for _ in range(self.passes_for(scale)):
-            y = self._one_pass(y, on_tile)
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        if tuple(y.shape[1:]) != size:
-            y = resize(y, size)
-        return y.clamp_(0.0, 1.0)
+        return self._upscale(rgb[None], target_scale, on_tile)[0]
 
     def upscale_rgb_many(self, rgbs: list[torch.Tensor],
                          target_scale: float | None = None) -> list[torch.Tensor]:
-        """Like :meth:`upscale_rgb` for several images; same-size ones that each fit in one tile go
-        through the network together, one forward pass for all (video frames on a GPU).
+        """Like :meth:`upscale_rgb` for several images; same-size ones are passed as one batch, so
+        the network sees them together wherever each fits in one tile (video frames on a GPU).
 
-        Anything else (mixed sizes, tiled images, chained passes) runs one image at a time. The
-        auto tile size already budgets for ``TileSettings.batch`` images at once.
+        Mixed sizes run one image at a time. The auto tile size already budgets for
+        ``TileSettings.batch`` images at once.
         """
-        scale = float(target_scale or self.model.net_scale)
-        first = rgbs[0].shape if rgbs else None
-        m, s = self.model.size_multiple, self.model.scale
-        if (len(rgbs) < 2 or any(r.shape != first for r in rgbs) or self.passes_for(scale) != 1
-                or self.tile_for(*rgbs[0].shape[1:]) < round_up(max(rgbs[0].shape[1:]), m)):
+        if len(rgbs) < 2 or any(r.shape != rgbs[0].shape for r in rgbs):
             return [self.upscale_rgb(r, target_scale) for r in rgbs]
-        _, h, w = rgbs[0].shape
-        x = torch.stack(rgbs)
-        ph, pw = round_up(h, m) - h, round_up(w, m) - w
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=fmt)
-        with torch.inference_mode():
-            y = self.module(x).float().cpu()[:, :, : h * s, : w * s]
-        if self.model.output_resize:
-            size = (round(h * s * self.model.output_resize), round(w * s * self.model.output_resize))
-            y = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
+        return list(self._upscale(torch.stack(rgbs), target_scale, None))
+
+    def _upscale(self, x: torch.Tensor, target_scale: float | None,
+                 on_tile: Callable[[int, int], None] | None) -> torch.Tensor:
+        """(N,3,H,W) in [0,1] -> (N,3,round(H*S),round(W*S)) in [0,1]: model pass(es), then a resize."""
+        scale = float(target_scale or self.model.net_scale)
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, not {scale}")
+        h, w = x.shape[-2:]
+        y = x
+        for _ in range(self.passes_for(scale)):
+            y = self._one_pass(y, on_tile)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        if tuple(y.shape[2:]) != size:
-            y = torch.stack([resize(t, size) for t in y])
-        return list(y.clamp(0.0, 1.0))
+        if tuple(y.shape[-2:]) != size:
+            y = resize(y, size)
+        return y.clamp(0.0, 1.0)
 
     # ---- arrays --------------------------------------------------------------------
     def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
@@ -229,7 +226,9 @@ class UpscaleEngine:
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
-    """High-quality bicubic resize of a (C,H,W) float tensor (antialiased when shrinking)."""
-    shrinking = size[0] < x.shape[1] or size[1] < x.shape[2]
-    return F.interpolate(x[None], size=size, mode="bicubic", align_corners=False,
-                         antialias=antialias and shrinking)[0]
+    """High-quality bicubic resize of a (C,H,W) or (N,C,H,W) float tensor (antialiased when shrinking)."""
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    batch = x if x.ndim == 4 else x[None]
+    y = F.interpolate(batch, size=size, mode="bicubic", align_corners=False,
+                      antialias=antialias and shrinking)
+    return y if x.ndim == 4 else y[0]
