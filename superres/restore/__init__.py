@@ -49,10 +49,9 @@ def load_supir(
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    from superres.restore.convert import SDXL_HELP, SUPIR_HELP, CheckpointError
+    from superres.restore.loader import check_checkpoint_file
 
-    for flag, path, help_text in (("--sdxl", sdxl, SDXL_HELP), ("--supir", supir, SUPIR_HELP)):
-        if not Path(path).is_file():  # before the tokenizer: a mistyped path is the likelier mistake
-            raise CheckpointError(f"{flag}: no such file {path}. Expected {help_text}.")
+    check_checkpoint_file(sdxl, "sdxl")  # before the tokenizer: a mistyped path is the likelier mistake
+    check_checkpoint_file(supir, "supir")
     tokenizers = load_tokenizers(tokenizer)
     return SupirPipeline(load_models(sdxl, supir), tokenizers, device=device, dtype=dtype, offload=offload)

@@ -60,13 +60,23 @@ class SupirModels:
         }
 
 
+def _flag_and_help(expect: str) -> tuple[str, str]:
+    return ("--sdxl", SDXL_HELP) if expect == "sdxl" else ("--supir", SUPIR_HELP)
+
+
+def check_checkpoint_file(path: str | Path, expect: str) -> Path:
+    """``path`` as a Path if it is a file; else a CheckpointError saying what to pass (sdxl|supir)."""
+    path = Path(path)
+    if not path.is_file():
+        flag, help_text = _flag_and_help(expect)
+        raise CheckpointError(f"{flag}: no such file {path}. Expected {help_text}.")
+    return path
+
+
 def read_checkpoint(path: str | Path, expect: str) -> dict[str, Tensor]:
     """A state dict from .safetensors or a torch pickle (``state_dict`` unwrapped); ``expect`` sdxl|supir."""
-    path = Path(path)
-    help_text = SDXL_HELP if expect == "sdxl" else SUPIR_HELP
-    flag = "--sdxl" if expect == "sdxl" else "--supir"
-    if not path.is_file():
-        raise CheckpointError(f"{flag}: no such file {path}. Expected {help_text}.")
+    path = check_checkpoint_file(path, expect)
+    flag, help_text = _flag_and_help(expect)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
