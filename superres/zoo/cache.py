@@ -102,10 +102,10 @@ def _load_bundled(info: ModelInfo) -> dict[str, torch.Tensor]:
 
 def load_named_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
     """The PyTorch weights of a named model, converting and caching them on first use."""
-    from superres.zoo.convert import convert_ncnn  # heavy-ish; only needed on a cache miss
-
     if info.bundled_sha256 is not None:
         return _load_bundled(info)
+    from superres.zoo.convert import convert_ncnn  # heavy-ish; only needed on a cache miss
+
     param, binary, where = _read_sources(info)
     source_sha = hashlib.sha256(param + b"\0" + binary).hexdigest()
     path = cached_path(info, source_sha)

@@ -2,7 +2,7 @@
 
 FSRCNN and ESPCN at x2/x3/x4, trained from scratch on the classic "291" set (T91 + BSD200)
 with the configs in ``configs/`` (``superres train configs/<name>.yaml``). They are tiny
-(12-40 k parameters, tens of KB), so they ship as ``.safetensors`` and need no carrier wheel.
+(25-37 k parameters, 100-150 KB), so they ship as ``.safetensors`` and need no carrier wheel.
 Each file's tensor hash is recorded here and checked at load. Their Set5 scores (Y-PSNR,
 border = scale, ``superres eval``) are in docs/benchmarks.md; the training curves in
 docs/training.md.
