@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from superres.archs import ARCHS
+from superres.archs.luma import LumaOnly, takes_luma
 from superres.engine.devices import available_memory, resolve_device, resolve_dtype
 from superres.engine.tiling import auto_tile, round_up, tiled_forward
 from superres.io.alpha import bleed_colour, from_float, to_float
@@ -63,7 +64,10 @@ class UpscaleEngine:
         self.alpha = alpha
         self.channels_last = channels_last
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.module = model.module.to(device=self.device, dtype=self.dtype, memory_format=fmt).eval()
+        # Y-only models (the classic papers' SRCNN/FSRCNN/ESPCN) see Y; chroma is bicubic.
+        self.luma = takes_luma(model.module)
+        net = LumaOnly(model.module) if self.luma else model.module
+        self.module = net.to(device=self.device, dtype=self.dtype, memory_format=fmt).eval()
 
     # ---- tiling policy -------------------------------------------------------------
     @property
@@ -74,6 +78,8 @@ class UpscaleEngine:
         else:
             radius = ARCHS[self.model.arch].receptive_radius(**self.model.kwargs)
             pad = radius if radius is not None else DEFAULT_RRDB_PAD
+            if self.luma:
+                pad = max(pad, 2)  # the bicubic chroma reaches 2 input pixels
         return round_up(pad, self.model.size_multiple)
 
     def tile_for(self, height: int, width: int) -> int:

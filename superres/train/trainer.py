@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from superres.archs.luma import LumaOnly, is_rgb_input, luma_state_dict, rgb_to_y, takes_luma
 from superres.train.config import Config, ConfigError
 from superres.train.data import (
     IterationBatchSampler,
@@ -234,6 +235,8 @@ class Trainer:
         seed_everything(cfg.seed)  # the same on every process: identical initial weights
         self.init_report: dict[str, Any] | None = None
         net_g, self.arch, self.kwargs = self._build_generator()
+        # A one-channel network is trained on the rgb2ycbcr Y it will be fed at inference.
+        self.luma = takes_luma(net_g)
         self.size_multiple = int(getattr(net_g, "unshuffle", 1))
         lr_patch = cfg.data.train.patch_size // cfg.scale
         if lr_patch % self.size_multiple:
@@ -252,6 +255,9 @@ class Trainer:
 
         self.losses = {k: v.to(self.device) for k, v in build_loss_modules(cfg.losses).items()}
         gan = [k for k, v in self.losses.items() if is_gan_loss(v)]
+        if self.luma and (gan or any(k.startswith("perceptual") for k in self.losses)):
+            raise ConfigError(f"losses: this {self.arch} is Y-only (num_channels: 1); perceptual and GAN "
+                              f"losses need RGB output: use num_channels: 3 or pixel losses only")
         self.gan_name = gan[0] if gan else None
         self.net_d: nn.Module | None = None
         self.opt_d: torch.optim.Optimizer | None = None
@@ -347,6 +353,11 @@ class Trainer:
         except Exception as exc:
             raise ConfigError(f"model.init: cannot load {ref}: {exc}") from None
         own = module.state_dict()
+        if takes_luma(module) and is_rgb_input(self.cfg.model.arch or "", source):
+            try:
+                source = luma_state_dict(self.cfg.model.arch or "", source)
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"model.init: {ref} is RGB and this model is Y-only: {exc}") from None
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not taken:
             raise ConfigError(f"model.init: {ref} has no tensor matching this {self.cfg.model.arch} "
@@ -374,7 +385,8 @@ class Trainer:
         if lr_patch % lm.size_multiple:
             raise ConfigError(f"data.train.patch_size: the LR patch ({lr_patch} px) must be a multiple of "
                               f"{lm.size_multiple} for the teacher")
-        return lm.module.to(self.device).eval().requires_grad_(False)
+        teacher = LumaOnly(lm.module) if takes_luma(lm.module) else lm.module
+        return teacher.to(self.device).eval().requires_grad_(False)
 
     def _build_discriminator(self) -> nn.Module:
         import inspect
@@ -510,6 +522,7 @@ class Trainer:
         model = self.eval_model()
         was_training = model.training
         model.eval()
+        run = LumaOnly(model) if self.luma else model  # scored on RGB output, as `superres eval` does
         s, m = self.cfg.scale, self.size_multiple
         psnrs, ssims = [], []
         try:
@@ -519,7 +532,7 @@ class Trainer:
                 ph, pw = (-h) % m, (-w) % m
                 if ph or pw:
                     x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-                y = model(x)[..., : h * s, : w * s]
+                y = run(x)[..., : h * s, : w * s]
                 p, q = evaluate_pair(sr_to_uint8(y), hr, s)
                 psnrs.append(p)
                 ssims.append(q)
@@ -563,6 +576,8 @@ class Trainer:
         if self.teacher is not None:
             with torch.no_grad(), self._autocast():
                 target = self.teacher(lr).float().clamp_(0.0, 1.0)
+        if self.luma:
+            lr, target = rgb_to_y(lr).contiguous(memory_format=self.memory_format), rgb_to_y(target)
 
         # generator
         with self._autocast():
