@@ -192,6 +192,11 @@ def test_flop_count_matches_a_real_forward(arch: str, kwargs: dict) -> None:
     counts = [_counted_flops(net, _input(kwargs, h, w)) for h, w in sizes]
     per_px = (counts[1] - counts[0]) / (sizes[1][0] * sizes[1][1] - sizes[0][0] * sizes[0][1])
     expected = ARCHS[arch].mflop_per_input_pixel(**kwargs) * 1e6
+    if arch == "fsrcnn":  # its deconvolution runs as a sub-pixel conv: zero taps are multiplied too
+        from superres.archs.fsrcnn import _taps
+
+        sc, (_, lo, hi) = kwargs["scale"], _taps(kwargs["scale"], 9, 4)
+        expected += 2 * ((sc * (hi - lo + 1)) ** 2 - 81) * kwargs["d"] * kwargs.get("num_channels", 1)
     assert per_px == pytest.approx(expected, rel=1e-9)
     if arch not in ("rcan", "msff"):  # no per-image terms: the count is exact at any one size
         assert counts[0] == pytest.approx(expected * sizes[0][0] * sizes[0][1], rel=1e-9)
@@ -349,6 +354,30 @@ def test_damaged_files_give_a_clear_error(arch: str, kwargs: dict) -> None:
         reshaped = {**sd, key: sd[key].new_zeros((*sd[key].shape, 2))}
         with pytest.raises(ModelFileError):
             model_from_state_dict(reshaped, "broken_x2.pth")
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fsrcnn_deconvolution_as_subpixel_conv_equals_the_transposed_conv(scale: int, channels: int) -> None:
+    """FSRCNN runs its 9x9 transposed conv as a conv on the LR grid + pixel shuffle (faster on CPU):
+    same output and same gradients as nn.ConvTranspose2d itself."""
+    from superres.archs.fsrcnn import subpixel_transposed_conv
+
+    torch.manual_seed(scale)
+    deconv = torch.nn.ConvTranspose2d(6, channels, 9, stride=scale, padding=4, output_padding=scale - 1)
+    deconv = deconv.double()
+    x = torch.randn(2, 6, 7, 10, dtype=torch.float64, requires_grad=True)
+    want = deconv(x)
+    got = subpixel_transposed_conv(deconv, x)
+    assert got.shape == want.shape == (2, channels, 7 * scale, 10 * scale)
+    assert torch.allclose(got, want, atol=1e-12)
+    g = torch.randn_like(want)
+    grads_want = torch.autograd.grad(want, [x, deconv.weight, deconv.bias], g)
+    grads_got = torch.autograd.grad(got, [x, deconv.weight, deconv.bias], g)
+    for a, b in zip(grads_got, grads_want, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+    other = torch.nn.ConvTranspose2d(6, 1, 9, stride=scale, padding=1).double()  # output not H*s: falls back
+    assert torch.equal(subpixel_transposed_conv(other, x), other(x))
 
 
 # ---- SRCNN / FSRCNN: the scale is not in the weights ------------------------------------------

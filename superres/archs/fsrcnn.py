@@ -12,11 +12,13 @@ returns ``"scale": None`` and the loader fills it in (caller's ``scale=`` or the
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from superres.archs.common import conv_shape, numbered, tolerant, top_level_names
 
@@ -44,7 +46,43 @@ class FSRCNN(nn.Module):
                                             padding=deconv_kernel // 2, output_padding=scale - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last_part(self.mid_part(self.first_part(x)))
+        return subpixel_transposed_conv(self.last_part, self.mid_part(self.first_part(x)))
+
+
+@functools.lru_cache(maxsize=32)
+def _taps(stride: int, kernel: int, padding: int) -> tuple[tuple[int, ...], int, int]:
+    """For each output phase r and LR offset j, the transposed conv's kernel tap (``kernel`` = none)."""
+    lo = min(-((kernel - 1 - r - padding) // stride) for r in range(stride))
+    hi = max((r + padding) // stride for r in range(stride))
+    taps = []
+    for r in range(stride):
+        for j in range(lo, hi + 1):
+            k = r + padding - stride * j
+            taps.append(k if 0 <= k < kernel else kernel)
+    return tuple(taps), lo, hi
+
+
+def subpixel_transposed_conv(deconv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``deconv(x)`` computed as a conv on the LR grid with s*s outputs per channel + pixel shuffle.
+
+    Output pixel s*q + r only sees kernel taps r + p - s*j of input q + j, so the transposed conv is
+    an ordinary conv whose weights are the kernel's taps regrouped per phase r. Same numbers (to float
+    rounding), same parameters and state dict, and 2-4x faster on CPU, where a transposed conv with
+    one output channel is slow. Falls back to ``deconv`` for geometries it does not cover.
+    """
+    s, k, p = deconv.stride[0], deconv.kernel_size[0], deconv.padding[0]
+    square = deconv.stride[1] == s and deconv.kernel_size[1] == k and deconv.padding[1] == p
+    if (not square or deconv.groups != 1 or deconv.dilation != (1, 1) or deconv.bias is None
+            or tuple(deconv.output_padding) != (s + 2 * p - k,) * 2):  # output exactly H*s x W*s
+        return deconv(x)
+    taps, lo, hi = _taps(s, k, p)
+    n = hi - lo + 1
+    index = torch.tensor(taps, device=x.device)
+    w = F.pad(deconv.weight, (0, 1, 0, 1))[:, :, index][:, :, :, index]  # (d, c, s*n, s*n), 0 = no tap
+    d, c = deconv.weight.shape[:2]
+    w = w.reshape(d, c, s, n, s, n).permute(1, 2, 4, 0, 3, 5).reshape(c * s * s, d, n, n)
+    y = F.conv2d(F.pad(x, (-lo, hi, -lo, hi)), w, deconv.bias.repeat_interleave(s * s))
+    return F.pixel_shuffle(y, s)
 
 
 @tolerant
@@ -79,9 +117,10 @@ def mflop_per_input_pixel(num_channels: int = 1, scale: int = 3, d: int = 56, s:
                           deconv_kernel: int = 9, **_: Any) -> float:
     """Exact FLOP (2 x MAC) per input pixel, in MFLOP; independent of the scale.
 
-    The transposed convolution is counted as it runs: each input pixel is multiplied into a
-    k x k x channels footprint (``d * c * k^2`` MAC per LR pixel). The paper counts it on the
-    HR grid instead, hence its larger, scale-dependent numbers.
+    The transposed convolution is counted as the work it needs: each input pixel is multiplied
+    into a k x k x channels footprint (``d * c * k^2`` MAC per LR pixel). The paper counts it on
+    the HR grid instead, hence its larger, scale-dependent numbers. (It runs as a sub-pixel conv,
+    :func:`subpixel_transposed_conv`, which also multiplies some zero taps; those are not counted.)
     """
     c = num_channels
     macs = 25 * c * d + d * s + m * 9 * s * s + s * d + deconv_kernel ** 2 * d * c
