@@ -142,6 +142,12 @@ def test_tiny_run_lowers_loss_and_raises_val_psnr(data: dict[str, Path], tmp_pat
 
     fig = compare_runs({"tiny": out / "log.jsonl"}, tmp_path / "cmp.png", targets={"tiny": 30.0})
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
+    from superres.train.plots import _stages  # a run in two stages is drawn end to end
+
+    records, starts = _stages([out / "log.jsonl", out / "log.jsonl"])
+    assert starts == [40] and [r["iteration"] for r in records if "val" in r] == [0, 20, 40, 40, 60, 80]
+    staged = compare_runs({"two stages": [out / "log.jsonl"] * 2}, tmp_path / "staged.png")
+    assert staged.stat().st_size > 10_000
 
 
 # ------------------------------------------------------------------------------ (b) exact resume
@@ -469,10 +475,45 @@ def test_init_copies_the_matching_layers_of_another_scale(data: dict[str, Path],
         Trainer(parse_config(raw_config(data, tmp_path / "z", model=fsrcnn), tmp_path), device="cpu")
 
 
+def test_y_only_model_starts_from_rgb_weights_and_trains_on_y(data: dict[str, Path], tmp_path: Path) -> None:
+    """num_channels: 1 trains on rgb2ycbcr Y (as the papers and the Set5 protocol); model.init of an RGB
+    file converts it (input conv summed over colours, output the luma of the three colours)."""
+    from superres.archs.luma import luma_state_dict
+    from superres.zoo.loader import load_model
+
+    rgb = {"arch": "espcn", "options": {"num_channels": 3, "n1": 8, "n2": 8}}
+    src = tmp_path / "rgb"
+    train(raw_config(data, src, model=rgb, train={"iterations": 4, "ema": None}), tmp_path)
+    weights = str(src / "last.safetensors")
+    y_model = {"arch": "espcn", "options": {"num_channels": 1, "n1": 8, "n2": 8}, "init": weights}
+    out = tmp_path / "y"
+    raw = raw_config(data, out, model=y_model,
+                     train={"iterations": 40, "ema": None, "checkpoint_every": 40, "log_every": 5},
+                     data={"train": raw_config(data, out)["data"]["train"],
+                           "val": {"hr": str(data["val"]), "every": 20}})
+    t = Trainer(parse_config(raw, tmp_path), device="cpu", progress=False, echo=lambda _msg: None)
+    assert t.luma and t.init_report is not None and not t.init_report["fresh"]
+    converted = luma_state_dict("espcn", load_file(weights))
+    for key, value in t.net_g.state_dict().items():
+        assert torch.equal(value, converted[key]), key
+    t.run()
+    recs = log_records(out)
+    losses = [r["losses"]["l1"] for r in recs if "losses" in r]
+    vals = [r["val"]["psnr"] for r in recs if "val" in r]
+    assert losses[-1] < losses[0] and vals[-1] > vals[0] + 1.0, (losses, vals)
+    lm = load_model(out / "last.safetensors")
+    assert lm.kwargs["num_channels"] == 1 and lm.arch == "espcn"
+    gan = [{"type": "l1", "weight": 1.0}, {"type": "gan", "gan_type": "ragan", "weight": 0.1}]
+    with pytest.raises(ConfigError, match=r"Y-only .*perceptual and GAN losses need RGB"):
+        Trainer(parse_config(raw_config(data, tmp_path / "g", model=y_model, losses=gan,
+                                        discriminator={"arch": "vgg"}), tmp_path), device="cpu")
+
+
 # ------------------------------------------------------------------------------ (f) example configs
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.relative_to(REPO / "configs").as_posix()
+                                         for p in (REPO / "configs").rglob("*.yaml")))
 def test_example_configs_validate(name: str) -> None:
     if not (SHARED_DATA / "train" / "T91").is_dir():
         pytest.skip(f"shared data sets not found at {SHARED_DATA} (the configs point there)")

@@ -78,18 +78,34 @@ def write_plots(log_path: Path, out_dir: Path) -> list[Path]:
     return written
 
 
-def compare_runs(runs: dict[str, Path], out: Path, *, targets: dict[str, float] | None = None,
+def _stages(paths: Path | list[Path]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Records of consecutive runs (stages) on one iteration axis, and where stages 2.. start."""
+    records: list[dict[str, Any]] = []
+    starts: list[int] = []
+    offset = 0
+    for i, path in enumerate([paths] if isinstance(paths, Path) else paths):
+        stage = read_log(path)
+        if i:
+            starts.append(offset)
+        records += [{**r, "iteration": r["iteration"] + offset} for r in stage if "iteration" in r]
+        offset = max((r["iteration"] for r in records), default=offset)
+    return records, starts
+
+
+def compare_runs(runs: dict[str, Path | list[Path]], out: Path, *, targets: dict[str, float] | None = None,
                  title: str = "") -> Path:
     """One figure of several runs: training loss (left) and validation Y-PSNR (right).
 
-    ``runs`` maps a label to its ``log.jsonl``; ``targets`` draws a dashed line per label (e.g.
-    the published PSNR a run must reach), in the run's colour. Used for docs/training.md.
+    ``runs`` maps a label to its ``log.jsonl``, or to a list of them for a run made in stages (each
+    continuing from the previous one's weights): they are drawn end to end, a dotted line marking where
+    each later stage starts. ``targets`` draws a dashed line per label (e.g. the published PSNR a run
+    must reach), in the run's colour. Used for docs/training.md.
     """
     fig = Figure(figsize=(11, 4.2))
     ax_loss, ax_val = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for i, (label, log_path) in enumerate(runs.items()):
+    for i, (label, log_paths) in enumerate(runs.items()):
         colour = f"C{i}"
-        records = read_log(log_path)
+        records, starts = _stages(log_paths)
         steps = [r for r in records if "losses" in r]
         if steps:
             ax_loss.plot([r["iteration"] for r in steps], [r["losses"]["total"] for r in steps],
@@ -98,6 +114,9 @@ def compare_runs(runs: dict[str, Path], out: Path, *, targets: dict[str, float] 
         if vals:
             ax_val.plot([r["iteration"] for r in vals], [r["val"]["psnr"] for r in vals], ".-",
                         color=colour, linewidth=1.0, label=label)
+        for start in starts:
+            for ax in (ax_loss, ax_val):
+                ax.axvline(start, color=colour, linestyle=":", linewidth=0.9, alpha=0.8)
         if targets and label in targets:
             ax_val.axhline(targets[label], color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
     ax_loss.set_yscale("log")
