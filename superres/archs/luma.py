@@ -58,10 +58,11 @@ class LumaOnly(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ycc = rgb_to_ycbcr(x)
-        y = self.net(ycc[:, :1])
+        # colour maths in float32 even when the network runs in half precision
+        ycc = rgb_to_ycbcr(x.float())
+        y = self.net(ycc[:, :1].to(x.dtype)).float()
         chroma = F.interpolate(ycc[:, 1:], size=tuple(y.shape[-2:]), mode="bicubic", align_corners=False)
-        return ycbcr_to_rgb(torch.cat([y, chroma.to(y.dtype)], 1))
+        return ycbcr_to_rgb(torch.cat([y, chroma], 1)).to(x.dtype)
 
 
 # ---- RGB weights -> Y weights ------------------------------------------------------------
