@@ -67,3 +67,14 @@ def test_shipped_model_upscales_through_the_api(name: str) -> None:
     img = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
     s = MODELS[name].scale
     assert up.upscale(img).shape == (10 * s, 12 * s, 3)
+
+
+def test_the_docs_state_the_recorded_scores() -> None:
+    """docs/training.md and docs/benchmarks.md quote each model's Set5 score as the registry has it."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for page in ("training.md", "benchmarks.md"):
+        text = (docs / page).read_text(encoding="utf-8")
+        for name, (psnr, ssim) in SET5.items():
+            row = next((line for line in text.splitlines() if line.startswith("|")
+                        and (f"| `{name}` |" in line or f"| {name} |" in line)), None)
+            assert row is not None and f"{psnr:.3f}" in row and f"{ssim:.4f}" in row, (page, name, row)
