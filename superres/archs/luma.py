@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# MATLAB rgb2ycbcr for RGB in [0, 1]: YCbCr = OFFSET + MATRIX @ RGB, also in [0, 1].
-_MATRIX = torch.tensor([[65.481, 128.553, 24.966],
-                        [-37.797, -74.203, 112.0],
-                        [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
-_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
+from superres.metrics.colour import RGB2YCBCR, YCBCR_OFFSET
+
+# MATLAB rgb2ycbcr (metrics.colour, the Y Set5 is scored on) for RGB in [0, 1]:
+# YCbCr = OFFSET + MATRIX @ RGB, also in [0, 1].
+_MATRIX = torch.tensor(RGB2YCBCR, dtype=torch.float64) / 255.0
+_OFFSET = torch.tensor(YCBCR_OFFSET, dtype=torch.float64) / 255.0
 _INVERSE = torch.linalg.inv(_MATRIX)
 Y_WEIGHTS = tuple(float(v) for v in _MATRIX[0])  # Y = Y_OFFSET + sum(Y_WEIGHTS * RGB)
 Y_OFFSET = float(_OFFSET[0])

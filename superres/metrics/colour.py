@@ -6,8 +6,11 @@ import numpy as np
 
 from superres.metrics.resize import round_half_away
 
-# MATLAB rgb2ycbcr, first row of T, for RGB in [0, 1]; studio swing Y in [16, 235].
-_Y_COEFFS = (65.481, 128.553, 24.966)
+# MATLAB rgb2ycbcr for RGB in [0, 1]: YCbCr (0..255 scale) = YCBCR_OFFSET + RGB2YCBCR @ RGB; studio
+# swing, Y in [16, 235]. The one definition: archs.luma builds the Y-only models' conversion from it.
+RGB2YCBCR = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+YCBCR_OFFSET = (16.0, 128.0, 128.0)
+_Y_COEFFS = RGB2YCBCR[0]
 
 
 def rgb_to_y(img: np.ndarray, *, as_uint8: bool = False) -> np.ndarray:
