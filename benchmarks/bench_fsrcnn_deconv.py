@@ -3,7 +3,7 @@
 Same weights (the shipped Y-only ``fsrcnn-x2/x3/x4``), same input, same process and thread count;
 the runs alternate (transposed conv, sub-pixel, transposed conv, ...) and medians are reported,
 for the whole network forward (inference) and for one training step of the network (forward +
-backward at the training batch of the configs: 32 patches of 32x32 LR pixels). GFLOP/s counts the
+backward at stage 2's training batch, configs/y-stage/: 32 patches of 32x32 LR pixels). GFLOP/s counts the
 work the network needs (``mflop_per_input_pixel``; the sub-pixel form's zero taps are not counted).
 
     nice -n 19 .venv/bin/python benchmarks/bench_fsrcnn_deconv.py              # ~1 min, 1 thread

@@ -2,7 +2,7 @@
 
 Maintainer tool for the models superres ships (``superres/zoo/models_trained.py``):
 
-    python tools/ship_trained.py runs/fsrcnn_x3_291 fsrcnn-x3
+    python tools/ship_trained.py runs/fsrcnn_x3_291_s3 fsrcnn-x3
 
 It copies ``RUN/last.safetensors`` (the last EMA weights; never the best-on-Set5 ones, as Set5
 is the test set) to ``superres/zoo/weights/NAME.safetensors`` and prints the tuple to paste into
