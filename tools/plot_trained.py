@@ -4,8 +4,9 @@
 
 The logs are the runs' ``log.jsonl`` files, copied into docs/ so the figures can be redrawn
 from a fresh clone: ``NAME-rgb.jsonl`` (stage 1, RGB), ``NAME-y.jsonl`` (stage 2, Y only, 32 px patches) and
-``NAME.jsonl`` (stage 3, Y only, 16 px patches), drawn end to end. The dashed lines are the published
-FSRCNN Set5 Y-PSNR for each scale; the dotted ones mark where stages 2 and 3 start.
+``NAME.jsonl`` (the last stage: Y only, 16 px patches), drawn end to end; ESPCN has one more stage
+before its last, ``NAME-s3.jsonl`` (the same patches at half the learning rate). The dashed lines are
+the published FSRCNN Set5 Y-PSNR for each scale; the dotted ones mark where each later stage starts.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ def main() -> None:
     for arch in ("fsrcnn", "espcn"):
         runs: dict[str, Path | list[Path]] = {}
         for s in (2, 3, 4):
-            stages = [logs / f"{arch}-x{s}{part}.jsonl" for part in ("-rgb", "-y", "")]
+            stages = [logs / f"{arch}-x{s}{part}.jsonl" for part in ("-rgb", "-y", "-s3", "")]
             if any(p.is_file() for p in stages):
                 runs[f"{arch}-x{s}"] = [p for p in stages if p.is_file()]
         targets = {k: PUBLISHED_FSRCNN_SET5[int(k[-1])] for k in runs}
         out = compare_runs(runs, DOCS / f"training-{arch}.png", targets=targets,
                            title=f"{arch.upper()} on 291 images, CPU: training loss and Set5 Y-PSNR (EMA "
-                                 "weights; dotted: start of stages 2 and 3; dashed: published FSRCNN)")
+                                 "weights; dotted: start of each later stage; dashed: published FSRCNN)")
         print(out)
 
 
