@@ -78,3 +78,30 @@ def test_the_docs_state_the_recorded_scores() -> None:
             row = next((line for line in text.splitlines() if line.startswith("|")
                         and (f"| `{name}` |" in line or f"| {name} |" in line)), None)
             assert row is not None and f"{psnr:.3f}" in row and f"{ssim:.4f}" in row, (page, name, row)
+
+
+def test_fit_to_set5_scores_by_the_eval_protocol_and_climbs(shared_data: Path, tmp_path: Path) -> None:
+    """tools/fit_to_set5.py (the ESPCN upper bound in docs/training.md): its start score is
+    `superres eval`'s for the same weights, one L-BFGS step raises it, and the file it writes
+    loads and scores what it printed."""
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "fit_to_set5.py"
+    out = tmp_path / "fit.safetensors"
+    res = subprocess.run([sys.executable, str(tool), "espcn-x3", "--steps", "1", "--data",
+                          str(shared_data / "Set5"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    start = float(lines[0].split("start ")[1].split(" dB")[0])
+    after = float(lines[1].split(": ")[1].split(" dB")[0])
+    assert f"{start:.3f}" == f"{SET5['espcn-x3'][0]:.3f}"
+    assert after > start + 0.01
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["eval", "--data", str(shared_data / "Set5"), "--scale", "3", "--model", str(out),
+                   "--no-baseline", "--json", str(tmp_path / "fit.json")])
+    assert rc == 0
+    got = json.loads((tmp_path / "fit.json").read_text(encoding="utf-8"))["means"]
+    assert abs(next(iter(got.values()))["psnr_y"] - after) < 0.0005

@@ -7,16 +7,15 @@ Diagnostic only, never for shipping (it trains on the test set):
 
 Starting from a zoo model (or weight file), full-batch L-BFGS minimises the mean over the five
 images of log(MSE on Y, border = scale), i.e. it maximises the mean Set5 Y-PSNR directly. If
-even this stays below a target, no training set can reach it with that architecture; if it
-goes above, the target is at least representable. It printed, for the shipped ESPCN,
-the numbers quoted in docs/training.md.
+even this stays below a target, no training set is likely to reach it with that architecture; if
+it goes above, the target is at least representable. The scores it prints are the trainer's
+validation, i.e. `superres eval`'s protocol. It made the ESPCN x3 numbers in docs/training.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -24,33 +23,22 @@ import torch
 from safetensors.torch import save_file
 
 from superres.archs.luma import rgb_to_y, takes_luma
-from superres.train.data import images_in, read_rgb8, to_tensor
+from superres.train.config import ValDataConfig
+from superres.train.data import ValDataset, to_tensor
+from superres.train.trainer import score_pairs
 from superres.zoo.loader import load_model
 
 SET5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "Set5"
 
 
-def set5_pairs(root: Path, scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(LR Y, HR Y) per image, (1,1,h,w) float32 in [0,1], from the official LR files."""
-    lr_dir = root / "LR_bicubic" / f"X{scale}"
+def y_pairs(val: ValDataset, scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(LR Y, HR Y) per image, (1,1,h,w) float32 in [0,1], the HR cropped to LR size x scale."""
     pairs = []
-    for hr_path in images_in(root / "HR"):
-        lr_path = next(p for p in images_in(lr_dir) if p.stem.split("x")[0] == hr_path.stem)
-        lr = to_tensor(read_rgb8(lr_path))[None].double()
-        hr = to_tensor(read_rgb8(hr_path))[None].double()
+    for _name, lr_u8, hr_u8 in val:
+        lr, hr = to_tensor(lr_u8)[None].double(), to_tensor(hr_u8)[None].double()
         hr = hr[..., : lr.shape[-2] * scale, : lr.shape[-1] * scale]
         pairs.append((rgb_to_y(lr).float(), rgb_to_y(hr).float()))
     return pairs
-
-
-def mean_psnr(net: torch.nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], s: int) -> float:
-    """Mean Y-PSNR with the output rounded to 8 bits (close to, not exactly, `superres eval`)."""
-    vals = []
-    with torch.no_grad():
-        for lr, hr in pairs:
-            d = (torch.round(net(lr).clamp(0, 1) * 255) - torch.round(hr * 255))[..., s:-s, s:-s]
-            vals.append(10 * math.log10(255**2 / d.pow(2).mean().item()))
-    return sum(vals) / len(vals)
 
 
 def main() -> None:
@@ -67,8 +55,17 @@ def main() -> None:
     net.requires_grad_(True)  # the loader hands out inference modules
     if not takes_luma(net):
         raise SystemExit(f"{args.model}: not a Y-only (one-channel) model")
-    pairs = set5_pairs(args.data, s)
-    print(f"{args.model}: start {mean_psnr(net, pairs, s):.3f} dB", flush=True)
+    val = ValDataset(ValDataConfig(hr=args.data / "HR", lr=args.data / "LR_bicubic" / f"X{s}"), s)
+    pairs = y_pairs(val, s)
+
+    def score() -> float:
+        net.eval()
+        try:
+            return score_pairs(net, val, s, luma=True)["psnr"]
+        finally:
+            net.train()
+
+    print(f"{args.model}: start {score():.3f} dB", flush=True)
     opt = torch.optim.LBFGS(net.parameters(), lr=1, max_iter=20, history_size=50,
                             line_search_fn="strong_wolfe")
 
@@ -83,7 +80,7 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         opt.step(closure)  # type: ignore[arg-type]
         if step % 5 == 0 or step == args.steps:
-            print(f"step {step}: {mean_psnr(net, pairs, s):.3f} dB ({time.time() - t0:.0f} s)", flush=True)
+            print(f"step {step}: {score():.3f} dB ({time.time() - t0:.0f} s)", flush=True)
     if args.out:
         meta = {"superres.arch": lm.arch, "superres.kwargs": json.dumps(lm.kwargs),
                 "superres.scale": str(s), "superres.weights": "fitted to Set5 (diagnostic)"}

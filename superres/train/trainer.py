@@ -210,6 +210,32 @@ def sr_to_uint8(y: torch.Tensor) -> np.ndarray:
     return np.floor(arr * 255.0 + 0.5).astype(np.uint8)
 
 
+@torch.no_grad()
+def score_pairs(model: nn.Module, pairs: ValDataset, scale: int, *, luma: bool,
+                device: torch.device | str = "cpu", size_multiple: int = 1) -> dict[str, float]:
+    """Mean Y-PSNR / SSIM of ``model`` on uint8 RGB ``(name, lr, hr)`` pairs, by `superres eval`'s protocol.
+
+    A Y-only model (``luma``) is scored on its RGB output (``LumaOnly``), as the engine runs it; the LR is
+    padded (replicate) to ``size_multiple`` and the output cropped back.
+    """
+    from superres.metrics import evaluate_pair
+
+    run = LumaOnly(model) if luma else model
+    s, m = scale, size_multiple
+    psnrs, ssims = [], []
+    for _name, lr, hr in pairs:
+        x = to_tensor(lr)[None].to(device)
+        h, w = x.shape[2:]
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        y = run(x)[..., : h * s, : w * s]
+        p, q = evaluate_pair(sr_to_uint8(y), hr, s)
+        psnrs.append(p)
+        ssims.append(q)
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+
+
 # ------------------------------------------------------------------------------ the trainer
 
 
@@ -515,30 +541,16 @@ class Trainer:
     # ---- validation -----------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
-        from superres.metrics import evaluate_pair
-
         if self.val is None:
             return None
         model = self.eval_model()
         was_training = model.training
         model.eval()
-        run = LumaOnly(model) if self.luma else model  # scored on RGB output, as `superres eval` does
-        s, m = self.cfg.scale, self.size_multiple
-        psnrs, ssims = [], []
         try:
-            for _name, lr, hr in self.val:
-                x = to_tensor(lr)[None].to(self.device)
-                h, w = x.shape[2:]
-                ph, pw = (-h) % m, (-w) % m
-                if ph or pw:
-                    x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-                y = run(x)[..., : h * s, : w * s]
-                p, q = evaluate_pair(sr_to_uint8(y), hr, s)
-                psnrs.append(p)
-                ssims.append(q)
+            return score_pairs(model, self.val, self.cfg.scale, luma=self.luma, device=self.device,
+                               size_multiple=self.size_multiple)
         finally:
             model.train(was_training)
-        return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
 
     def _validate_and_record(self) -> None:
         res = self.validate()
