@@ -527,3 +527,30 @@ def test_the_four_example_configs_exist() -> None:
     names = {p.name for p in (REPO / "configs").glob("*.yaml")}
     assert names >= {"fsrcnn_x2_291.yaml", "espcn_x3_291.yaml", "realesrgan_x4plus_finetune.yaml",
                      "distill_compact_from_x4plus.yaml"}
+
+
+def test_loss_border_ignores_the_patch_edge(data: dict[str, Path], tmp_path: Path) -> None:
+    """``train.loss_border``: pixel losses see only the patch's inside, so HR targets that differ only
+    in the border give the same loss and train identical weights, and a difference inside does not."""
+    raw = raw_config(data, tmp_path / "out", train={"iterations": 2, "ema": None, "loss_border": 4})
+    cfg = parse_config(raw, tmp_path)
+    gen = torch.Generator().manual_seed(0)
+    lr, hr = torch.rand(4, 3, 8, 8, generator=gen), torch.rand(4, 3, 16, 16, generator=gen)
+    edge, inside = hr.clone(), hr.clone()
+    edge[..., :4, :] = torch.rand(4, 3, 4, 16, generator=gen)
+    edge[..., :, -4:] = 0.0
+    inside[..., 8, 8] += 0.5
+
+    def step(target: torch.Tensor) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        trainer = Trainer(cfg, device="cpu", progress=False, echo=lambda _msg: None)
+        losses = trainer.train_step({"lr": lr, "hr": target}, 0)
+        return losses, {k: v.detach().clone() for k, v in trainer.net_g.state_dict().items()}
+
+    base_loss, base = step(hr)
+    edge_loss, edge_weights = step(edge)
+    assert edge_loss == base_loss and all(torch.equal(base[k], v) for k, v in edge_weights.items())
+    assert step(inside)[0]["l1"] != base_loss["l1"]  # the same net, a target changed inside
+
+    bad = raw_config(data, tmp_path / "out", train={"iterations": 2, "loss_border": 8})
+    assert _error(bad, tmp_path) == ("train.loss_border: 8 px off each side leaves nothing of the 16 px "
+                                     "patch (data.train.patch_size)")

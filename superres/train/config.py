@@ -99,6 +99,7 @@ class TrainLoopConfig:
     channels_last: bool = False  # NHWC activations: ~1.4x faster for FSRCNN-like nets on CPU oneDNN
     checkpoint_every: int = 1000
     log_every: int = 100
+    loss_border: int = 0  # HR pixels off each side of a patch that pixel losses ignore (zero padding's reach)
 
 
 @dataclass
@@ -446,7 +447,7 @@ def parse_config(raw: Any, base_dir: str | Path, *, source: Path | None = None,
 
     tr = _Section(top.raw.get("train"), "train",
                   ("iterations", "ema", "amp", "grad_clip", "grad_checkpoint", "channels_last",
-                   "checkpoint_every", "log_every"))
+                   "checkpoint_every", "log_every", "loss_border"))
     loop = TrainLoopConfig(
         iterations=tr.integer("iterations", required=True, min=1),
         ema=tr.number("ema", None, min=0.0, max=1.0, min_open=True, max_open=True),
@@ -456,7 +457,11 @@ def parse_config(raw: Any, base_dir: str | Path, *, source: Path | None = None,
         channels_last=tr.boolean("channels_last", False),
         checkpoint_every=tr.integer("checkpoint_every", 1000, min=1),
         log_every=tr.integer("log_every", 100, min=1),
+        loss_border=tr.integer("loss_border", 0, min=0),
     )
+    if 2 * loop.loss_border >= data.train.patch_size:
+        raise ConfigError(f"train.loss_border: {loop.loss_border} px off each side leaves nothing of "
+                          f"the {data.train.patch_size} px patch (data.train.patch_size)")
 
     out_raw = top.get("output", f"runs/{name}")
     if not isinstance(out_raw, str) or not out_raw:

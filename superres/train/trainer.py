@@ -596,11 +596,13 @@ class Trainer:
             sr = self.net_g(lr)
         sr = sr.float()
         terms: dict[str, torch.Tensor] = {}
+        b = cfg.train.loss_border  # the GAN loss below still sees the whole patch
+        sr_in, target_in = (sr[..., b:-b, b:-b], target[..., b:-b, b:-b]) if b else (sr, target)
         for name, loss in self.losses.items():
             if name == self.gan_name:
                 continue
             with self._autocast() if name.startswith("perceptual") else contextlib.nullcontext():
-                terms[name] = loss(sr, target).float()
+                terms[name] = loss(sr_in, target_in).float()
         if self.gan_name is not None:
             assert self.net_d is not None
             d = unwrap(self.net_d)  # no DDP sync: D is not updated in this step
