@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import superres
 from superres.cli.main import main
 from superres.zoo.models_trained import PUBLISHED_FSRCNN_SET5, SET5
 from superres.zoo.registry import MODELS, unique_models
+from tests.conftest import REPO
 
 SHIPPED = [f"{arch}-x{s}" for arch in ("fsrcnn", "espcn") for s in (2, 3, 4)]
 WEIGHTS = Path(superres.__file__).parent / "zoo" / "weights"
@@ -80,20 +83,20 @@ def test_the_docs_state_the_recorded_scores() -> None:
             assert row is not None and f"{psnr:.3f}" in row and f"{ssim:.4f}" in row, (page, name, row)
 
 
+def run_fit_tool(*args: str) -> list[str]:
+    """Run tools/fit_full_batch.py as a user would; its stdout lines."""
+    res = subprocess.run([sys.executable, str(REPO / "tools" / "fit_full_batch.py"), *args],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
 def test_fit_full_batch_scores_by_the_eval_protocol_and_climbs(shared_data: Path, tmp_path: Path) -> None:
     """tools/fit_full_batch.py (the ESPCN upper bound in docs/training.md): its start score is
     `superres eval`'s for the same weights, one L-BFGS step raises it, and the file it writes
     loads and scores what it printed."""
-    import subprocess
-    import sys
-
-    tool = Path(__file__).resolve().parents[1] / "tools" / "fit_full_batch.py"
     out = tmp_path / "fit.safetensors"
-    res = subprocess.run([sys.executable, str(tool), "espcn-x3", "--steps", "1", "--data",
-                          str(shared_data / "Set5"), "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
+    lines = run_fit_tool("espcn-x3", "--steps", "1", "--data", str(shared_data / "Set5"), "--out", str(out))
     start = float(lines[0].split("start ")[1].split(" dB")[0])
     after = float(lines[1].split(": ")[1].split(" dB")[0])
     assert f"{start:.3f}" == f"{SET5['espcn-x3'][0]:.3f}"
@@ -111,21 +114,14 @@ def test_fit_full_batch_on_training_folders_lowers_their_loss(shared_data: Path,
     """``--fit DIR`` fits the training loss on whole images of HR-only folders (LR made by MATLAB
     bicubic): L-BFGS's line search only accepts steps that lower it, so the pooled training PSNR the
     tool prints rises, while Set5 is still what it scores."""
-    import subprocess
-    import sys
-
     from tests.helpers import photo, save_rgb
 
     train = tmp_path / "hr"
     train.mkdir()
     for i, (y, x) in enumerate([(10, 10), (100, 150)]):
         save_rgb(train / f"crop{i}.png", photo(60, 75, y, x))
-    tool = Path(__file__).resolve().parents[1] / "tools" / "fit_full_batch.py"
-    res = subprocess.run([sys.executable, str(tool), "espcn-x3", "--fit", str(train), "--steps", "1",
-                          "--max-iter", "3", "--data", str(shared_data / "Set5")],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
+    lines = run_fit_tool("espcn-x3", "--fit", str(train), "--steps", "1", "--max-iter", "3",
+                         "--data", str(shared_data / "Set5"))
     assert lines[0] == "fitting 2 images, 9000 HR pixels"
     start, step = lines[1], lines[2]
     assert start.startswith(f"espcn-x3: start {SET5['espcn-x3'][0]:.3f} dB, training images ")
