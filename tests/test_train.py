@@ -444,6 +444,42 @@ def test_whole_image_bicubic_patches_are_crops_of_the_benchmark_lr(data: dict[st
         Trainer(parse_config(bad, Path(".")), device="cpu")
 
 
+def test_scale_augment_adds_downscaled_copies_of_each_image(data: dict[str, Path], tmp_path: Path) -> None:
+    from superres.train.config import TrainDataConfig
+    from superres.train.data import TrainDataset, read_rgb8
+
+    cfg = TrainDataConfig(hr=[data["hr"]], degradation={"type": "bicubic", "whole_image": True},
+                          patch_size=24, batch_size=2, workers=0, hflip=False, rot90=False,
+                          scale_augment=[1.0, 0.7, 0.5])
+    with pytest.warns(UserWarning, match=r"5 training image\(s\) .*smaller than the 24 px patch"):
+        ds = TrainDataset(cfg, scale=3, seed=1)  # 40 px * 0.5 = 20 px < 24: every 0.5 copy is skipped
+    assert len(ds) == 5 * 2
+    files = sorted(data["hr"].iterdir())
+    for i, (k, factor) in enumerate(ds.items):
+        hr, lr = ds._load(i)
+        source = read_rgb8(files[k])
+        expect = source if factor == 1.0 else imresize(source, scale=factor)  # 40 -> 28 px at 0.7
+        expect = expect[: expect.shape[0] // 3 * 3, : expect.shape[1] // 3 * 3]
+        assert np.array_equal(hr, expect)
+        assert lr is not None and np.array_equal(lr, imresize(hr, output_shape=(hr.shape[0] // 3,
+                                                                                 hr.shape[1] // 3)))
+    assert sorted({f for _, f in ds.items}) == [0.7, 1.0]
+
+    for value, msg in [([], r"scale_augment: expected a non-empty list of downscale factors"),
+                       (0.9, r"scale_augment: expected a non-empty list of downscale factors"),
+                       ([1.0, 1.5], r"scale_augment\[1\]: must be <= 1"),
+                       ([0.0], r"scale_augment\[0\]: must be > 0"),
+                       ([0.8, 0.8], r"scale_augment: factors repeat")]:
+        bad = raw_config(data, tmp_path / "out", paired=False)
+        bad["data"]["train"]["scale_augment"] = value
+        with pytest.raises(ConfigError, match=r"data\.train\." + msg):
+            parse_config(bad, tmp_path)
+    bad = raw_config(data, tmp_path / "out")  # paired: the LR folder cannot follow a downscale
+    bad["data"]["train"]["scale_augment"] = [1.0, 0.9]
+    with pytest.raises(ConfigError, match=r"scale_augment: not possible in paired mode"):
+        parse_config(bad, tmp_path)
+
+
 def test_init_copies_the_matching_layers_of_another_scale(data: dict[str, Path], tmp_path: Path) -> None:
     """The FSRCNN paper's transfer: an x2 net starts from the x3 net's layers, but its own tail
     where the shapes differ (ESPCN's last conv has 3 * s^2 outputs; FSRCNN's deconv keeps its shape)."""

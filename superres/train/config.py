@@ -52,6 +52,9 @@ class TrainDataConfig:
     rot90: bool = True
     repeat: int = 1  # the image list is repeated this many times per epoch
     cache: bool = True  # decode every training image once, keep them in memory
+    # each HR image is also used downscaled by these factors (MATLAB bicubic, antialiased): the
+    # SRCNN/VDSR/FSRCNN data preparation, which adds finer detail per pixel to a small set
+    scale_augment: list[float] = field(default_factory=lambda: [1.0])
 
 
 @dataclass
@@ -294,6 +297,21 @@ _TOP = ("name", "seed", "scale", "model", "data", "losses", "discriminator", "op
         "schedule", "train", "output")
 
 
+def _scale_augment(raw: Any, paired: bool) -> list[float]:
+    """``data.train.scale_augment``: distinct factors in (0, 1]; HR-only mode only."""
+    key = "data.train.scale_augment"
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{key}: expected a non-empty list of downscale factors such as "
+                          f"[1.0, 0.9, 0.8], got {'[]' if raw == [] else _show(raw)}")
+    factors = [check_number(v, f"{key}[{i}]", min=0.0, max=1.0, min_open=True) for i, v in enumerate(raw)]
+    if len(set(factors)) < len(factors):
+        raise ConfigError(f"{key}: factors repeat ({factors})")
+    if paired and factors != [1.0]:
+        raise ConfigError(f"{key}: not possible in paired mode (data.train.lr is given): the LR "
+                          "images cannot be downscaled to match")
+    return factors
+
+
 def _optim(raw: Any, path: str, defaults: OptimConfig | None = None) -> OptimConfig:
     d = defaults or OptimConfig()
     s = _Section(raw, path, ("type", "lr", "betas", "weight_decay"))
@@ -372,7 +390,7 @@ def parse_config(raw: Any, base_dir: str | Path, *, source: Path | None = None,
         raise ConfigError("data.train: required")
     t = _Section(d.raw["train"], "data.train",
                  ("hr", "lr", "degradation", "patch_size", "batch_size", "workers", "hflip", "rot90",
-                  "repeat", "cache"))
+                  "repeat", "cache", "scale_augment"))
     hr_raw = t.required("hr")
     hr_list = [hr_raw] if isinstance(hr_raw, str) else hr_raw
     if not isinstance(hr_list, list) or not hr_list:
@@ -393,11 +411,12 @@ def parse_config(raw: Any, base_dir: str | Path, *, source: Path | None = None,
     patch = t.integer("patch_size", 96, min=1)
     if patch % scale:
         raise ConfigError(f"data.train.patch_size: must be a multiple of the scale ({scale}), got {patch}")
+    factors = _scale_augment(t.get("scale_augment", [1.0]), lr_dir is not None)
     train_data = TrainDataConfig(
         hr=hr_dirs, lr=lr_dir, degradation=degradation, patch_size=patch,
         batch_size=t.integer("batch_size", 16, min=1), workers=t.integer("workers", 2, min=0),
         hflip=t.boolean("hflip", True), rot90=t.boolean("rot90", True), repeat=t.integer("repeat", 1, min=1),
-        cache=t.boolean("cache", True),
+        cache=t.boolean("cache", True), scale_augment=factors,
     )
     val = None
     if d.has("val"):

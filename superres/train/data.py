@@ -16,6 +16,7 @@ Images are decoded once and kept in memory by default (the 291-image set is ~150
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,37 +118,44 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
                     raise ConfigError(f"data.train.lr: no LR image for {f.name} in {cfg.lr} "
                                       f"(looked for {f.stem}x{scale}.* and {f.stem}.*)")
                 self.lr_files.append(match)
-        keep = [i for i, f in enumerate(files) if min(_image_size(f)) >= self.patch]
-        if len(keep) < len(files):
-            small = files[next(i for i in range(len(files)) if i not in set(keep))]
-            warnings.warn(f"{len(files) - len(keep)} training image(s) smaller than the {self.patch} px "
-                          f"patch skipped (e.g. {small})", stacklevel=2)
-        if not keep:
+        # one item per (image, downscale factor); an item must still hold a whole patch
+        factors = cfg.scale_augment
+        sizes = [min(_image_size(f)) for f in files]
+        self.items = [(i, f) for i in range(len(files)) for f in factors
+                      if math.ceil(sizes[i] * f) >= self.patch]
+        skipped = len(files) * len(factors) - len(self.items)
+        if skipped:
+            smallest = min(factors)
+            small = files[next(i for i in range(len(files)) if math.ceil(sizes[i] * smallest) < self.patch)]
+            warnings.warn(f"{skipped} training image(s) (counting each scale_augment factor) smaller than "
+                          f"the {self.patch} px patch skipped (e.g. {small})", stacklevel=2)
+        if not self.items:
             raise ConfigError(f"data.train.patch_size: every training image is smaller than {self.patch} px")
-        self.files = [files[i] for i in keep]
-        if self.lr_files:
-            self.lr_files = [self.lr_files[i] for i in keep]
+        self.files = files
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         if cfg.cache:
-            for i in range(len(self.files)):
+            for i in range(len(self.items)):
                 self._load(i)
 
     def __len__(self) -> int:
-        return len(self.files) * self.repeat
+        return len(self.items) * self.repeat
 
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         got = self._cache.get(i)
         if got is None:
-            hr = read_rgb8(self.files[i])
+            k, factor = self.items[i]
+            hr = read_rgb8(self.files[k])
+            if factor != 1.0:
+                hr = imresize(hr, scale=factor)
             lr = None
             if self.paired:
-                lr = read_rgb8(self.lr_files[i])
+                lr = read_rgb8(self.lr_files[k])
                 s = self.scale
                 lh, lw = lr.shape[:2]
                 if lh * s > hr.shape[0] or lw * s > hr.shape[1] or hr.shape[0] - lh * s >= s \
                         or hr.shape[1] - lw * s >= s:
-                    raise ValueError(f"{self.lr_files[i]}: LR {lw}x{lh} does not match HR "
-                                     f"{self.files[i].name} {hr.shape[1]}x{hr.shape[0]} at x{s}")
+                    raise ValueError(f"{self.lr_files[k]}: LR {lw}x{lh} does not match HR "
+                                     f"{self.files[k].name} {hr.shape[1]}x{hr.shape[0]} at x{s}")
                 hr = hr[: lh * s, : lw * s]
             elif self.whole_bicubic:  # the benchmark recipe: crop to the scale, resize the whole image
                 s = self.scale
@@ -159,7 +167,7 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (0, int(key))
         rng = np.random.default_rng([self.seed, _SAMPLE, epoch, index])
-        hr, lr = self._load(index % len(self.files))
+        hr, lr = self._load(index % len(self.items))
         s, p = self.scale, self.patch
         if lr is not None:
             q = p // s
