@@ -39,6 +39,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("fsrcnn", {"num_channels": 3, "scale": 3, "d": 6, "s": 3, "m": 1}),
     *[("espcn", {"num_channels": 1, "scale": s, "n1": 8, "n2": 4}) for s in (2, 3, 4)],
     ("espcn", {"num_channels": 3, "scale": 3, "n1": 8, "n2": 4}),
+    ("espcn", {"num_channels": 1, "scale": 3, "n1": 8, "n2": 4, "blocks": 2}),  # deeper, not published
     *[("edsr", {"scale": s, **_EDSR_S}) for s in (2, 3, 4)],
     ("edsr", {"scale": 4, **_EDSR_WIDE}),
     ("edsr", {"scale": 2, **_EDSR_S, "rgb_range": 1.0}),
@@ -54,7 +55,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 
 
 def _id(arch: str, kwargs: dict[str, Any]) -> str:
-    shown = ("scale", "num_channels", "upsampler", "num_feats", "rgb_range", "f2", "patch_norm")
+    shown = ("scale", "num_channels", "upsampler", "num_feats", "rgb_range", "f2", "patch_norm", "blocks")
     return "-".join([arch, *(f"{k}{v}" for k, v in kwargs.items() if k in shown)])
 
 
@@ -460,3 +461,21 @@ def test_swinir_shifted_windows_mix_across_window_borders() -> None:
         with torch.inference_mode():
             diff = (net(x) - net(y)).abs()[:, :, :, :2].amax()  # first two LR columns: far from conv reach
         assert (diff > 0).item() is crosses
+
+
+def test_espcn_blocks_start_as_the_published_network() -> None:
+    """A deeper ESPCN (``blocks``, not the published shape) seeded with published weights computes
+    the same function before training: each block's last conv starts at zero. Then it is trainable
+    (the block's output moves once that conv does)."""
+    torch.manual_seed(0)
+    published = build("espcn", num_channels=1, scale=3, n1=8, n2=4)
+    deeper = build("espcn", num_channels=1, scale=3, n1=8, n2=4, blocks=2)
+    missing, unexpected = deeper.load_state_dict(published.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == sorted(f"blocks.{i}.{j}.{s}" for i in range(2)
+                                                        for j in (0, 2) for s in ("weight", "bias"))
+    x = torch.rand(1, 1, 12, 10)
+    assert torch.equal(deeper(x), published(x))
+    deeper(x).square().mean().backward()
+    assert deeper.blocks[0][2].weight.grad is not None and deeper.blocks[0][2].weight.grad.abs().sum() > 0
+    added = _meta_params("espcn", scale=3, blocks=2) - _meta_params("espcn", scale=3)
+    assert added == 2 * 2 * (32 * 32 * 9 + 32)  # two blocks of two 3x3 convs at 32 features
