@@ -127,8 +127,9 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         if skipped:
             smallest = min(factors)
             small = files[next(i for i in range(len(files)) if math.ceil(sizes[i] * smallest) < self.patch)]
-            warnings.warn(f"{skipped} training image(s) (counting each scale_augment factor) smaller than "
-                          f"the {self.patch} px patch skipped (e.g. {small})", stacklevel=2)
+            counted = " (each scale_augment copy counted)" if len(factors) > 1 else ""
+            warnings.warn(f"{skipped} training image(s){counted} smaller than the {self.patch} px patch "
+                          f"skipped (e.g. {small})", stacklevel=2)
         if not self.items:
             raise ConfigError(f"data.train.patch_size: every training image is smaller than {self.patch} px")
         self.files = files
