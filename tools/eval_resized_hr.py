@@ -27,17 +27,16 @@ import torch
 from PIL import Image
 
 from superres.archs.luma import takes_luma
+from superres.metrics import psnr, rgb_to_y
 from superres.train.data import images_in
 from superres.zoo.loader import load_model
 
 SET5_HR = Path(__file__).resolve().parents[2] / "shared" / "data" / "Set5" / "HR"
-# ITU-R BT.601 luma on 8-bit RGB, studio range (16..235): MATLAB's rgb2ycbcr, unrounded
-_LUMA = np.array([65.481, 128.553, 24.966], np.float64) / 255.0
 
 
 def luma(rgb: Image.Image) -> np.ndarray:
-    """Float Y in [0, 1] (16/255..235/255) of an 8-bit RGB image, not rounded."""
-    return (16.0 + np.asarray(rgb, np.float64) @ _LUMA) / 255.0
+    """Float Y in [0, 1] (16/255..235/255) of an 8-bit RGB image, not rounded (MATLAB rgb2ycbcr)."""
+    return rgb_to_y(np.asarray(rgb)) / 255.0
 
 
 def pair(path: Path, scale: int, resize_hr: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -49,11 +48,11 @@ def pair(path: Path, scale: int, resize_hr: bool) -> tuple[np.ndarray, np.ndarra
     return luma(lr), luma(hr)
 
 
-def psnr(net: torch.nn.Module, lr: np.ndarray, hr: np.ndarray) -> float:
+def whole_image_psnr(net: torch.nn.Module, lr: np.ndarray, hr: np.ndarray) -> float:
     """Whole-image PSNR of the network's clamped float output against the HR Y."""
     with torch.no_grad():
         out = net(torch.from_numpy(lr).float()[None, None]).clamp(0.0, 1.0)[0, 0].double().numpy()
-    return float(10.0 * np.log10(1.0 / np.mean((out - hr) ** 2)))
+    return psnr(out, hr, max_value=1.0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     print("image        HR resized  HR cropped")
     rows = []
     for f in files:
-        row = [psnr(net, *pair(f, s, resize_hr)) for resize_hr in (True, False)]
+        row = [whole_image_psnr(net, *pair(f, s, resize_hr)) for resize_hr in (True, False)]
         rows.append(row)
         print(f"{f.stem:<12} {row[0]:10.3f}  {row[1]:10.3f}")
     mean = np.mean(rows, axis=0)
