@@ -1,0 +1,105 @@
+"""The one way superres writes a file: a hidden temporary beside it, fsync, rename, fsync the folder.
+
+Readers (and a re-run after a crash or kill) see either the old file or the complete new one,
+never a truncated file. Everything that writes outputs, caches, checkpoints, manifests or
+plots goes through :func:`atomic_path` or :func:`atomic_write`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+# Our temporaries are ``.<name prefix>.<8 hex>.part``: hidden, recognisable, and short enough
+# for any destination name (a 255-byte name still gets a temporary that fits NAME_MAX).
+TEMP_SUFFIX = ".part"
+_NAME_MAX = 255
+_TOKEN_HEX = 8
+
+
+def _current_umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+_UMASK = _current_umask()
+
+
+def temp_name(path: str | os.PathLike[str]) -> Path:
+    """A fresh hidden temporary path in ``path``'s folder that fits the file-name length limit."""
+    path = Path(path)
+    room = _NAME_MAX - len(b".") - len(b".") - _TOKEN_HEX - len(TEMP_SUFFIX.encode())
+    stem = path.name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return path.with_name(f".{stem}.{secrets.token_hex(_TOKEN_HEX // 2)}{TEMP_SUFFIX}")
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make a rename in ``folder`` durable; silently impossible on some systems (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path, mode: int) -> None:
+    with open(path, "rb+") as f:
+        if hasattr(os, "fchmod"):
+            os.fchmod(f.fileno(), mode)
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; on success it replaces ``path``.
+
+    For writers that want a file name (``torch.save``, ``safetensors.save_file``, matplotlib,
+    a muxer). The new file keeps the old file's permission bits, else ``mode``, else the umask's.
+    On any exception the temporary is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_UMASK
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        _fsync_file(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | bytearray | memoryview | Iterable[Any], *,
+                 mode: int | None = None) -> None:
+    """Write bytes (or an iterable of bytes-like pieces) to ``path`` atomically."""
+    pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+    with atomic_path(path, mode=mode) as tmp, open(tmp, "xb") as f:
+        for piece in pieces:
+            f.write(piece)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> None:
+    """Write UTF-8 text to ``path`` atomically."""
+    atomic_write(path, text.encode("utf-8"), mode=mode)
