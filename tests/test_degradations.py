@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from superres.metrics import imresize
-from superres.train import degradations as D
 from superres.train.degradations import (
     BicubicDegradation,
     RealESRGANDegradation,
@@ -29,6 +28,7 @@ from superres.train.degradations import (
     sample_resize,
     sinc_kernel,
 )
+from superres.train.degradations import kernels as D
 
 
 def _batch(seed: int = 0, n: int = 2, h: int = 64, w: int = 64) -> torch.Tensor:
