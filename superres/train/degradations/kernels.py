@@ -47,14 +47,6 @@ def per_sample(value: Any, n: int, name: str, dtype: type = np.float64) -> np.nd
     return arr
 
 
-def check_batch(img: torch.Tensor, *, rgb: bool = False) -> None:
-    if not isinstance(img, torch.Tensor) or img.ndim != 4 or not img.is_floating_point():
-        desc = f"{type(img).__name__} {tuple(img.shape)}" if hasattr(img, "shape") else type(img).__name__
-        raise ValueError(f"expected an (N, C, H, W) float tensor, got {desc}")
-    if rgb and img.shape[1] != 3:
-        raise ValueError(f"expected 3 (RGB) channels, got {img.shape[1]}")
-
-
 # ------------------------------------------------------------------------------------------------
 # Kernels (numpy, float32, normalised to sum 1)
 # ------------------------------------------------------------------------------------------------
