@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-import superres.io.image as image_mod
+import superres.io.atomic as atomic_mod
+import superres.io.encode as encode_mod
+import superres.io.read as read_mod
 from superres.io import (
     SUPPORTED_EXTENSIONS,
     ImageError,
@@ -501,7 +503,7 @@ def test_large_image_under_our_limit_but_over_pillows(tmp_path: Path) -> None:
     ihdr = struct.pack(">IIBBBBB", 20_000, 10_000, 8, 0, 0, 0, 0)  # 200 Mpx
     path = tmp_path / "big.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b""))
-    header = image_mod._open_header(path, path.read_bytes())
+    header = read_mod._open_header(path, path.read_bytes())
     assert header.size == (20_000, 10_000)
     with pytest.raises(ImageReadError, match="20000x10000 = 200 Mpx, over the limit of 100 Mpx"):
         read_image(path, max_pixels=100_000_000)
@@ -586,7 +588,7 @@ def test_failed_write_leaves_previous_file_and_no_temp(
         raise OSError("simulated failure")
 
     if failure == "encoder":
-        monkeypatch.setattr(image_mod, "_encode", boom)
+        monkeypatch.setattr(encode_mod, "_encode", boom)
     elif failure == "fsync":  # temp file fully written, then the disk fails
         monkeypatch.setattr(os, "fsync", boom)
     else:
@@ -609,7 +611,7 @@ def test_write_into_a_file_instead_of_a_folder_fails_cleanly(tmp_path: Path) -> 
 def test_write_creates_folders_and_keeps_modes(tmp_path: Path) -> None:
     dest = tmp_path / "a" / "b" / "out.png"
     write_image(dest, random_pixels("rgb8"))
-    umask = image_mod._UMASK
+    umask = atomic_mod._UMASK
     assert dest.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     dest.chmod(0o640)
     write_image(dest, random_pixels("rgb8"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,12 +36,31 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def _temp_stem(path: Path) -> str:
+    room = _NAME_MAX - len(b".") - len(b".") - _TOKEN_HEX - len(TEMP_SUFFIX.encode())
+    return path.name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+
+
 def temp_name(path: str | os.PathLike[str]) -> Path:
     """A fresh hidden temporary path in ``path``'s folder that fits the file-name length limit."""
     path = Path(path)
-    room = _NAME_MAX - len(b".") - len(b".") - _TOKEN_HEX - len(TEMP_SUFFIX.encode())
-    stem = path.name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
-    return path.with_name(f".{stem}.{secrets.token_hex(_TOKEN_HEX // 2)}{TEMP_SUFFIX}")
+    return path.with_name(f".{_temp_stem(path)}.{secrets.token_hex(_TOKEN_HEX // 2)}{TEMP_SUFFIX}")
+
+
+def stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporaries of ``path`` that a killed writer left behind (a kill skips every cleanup).
+
+    For writers of large files (a muxed video) that sweep them before writing ``path`` again.
+    """
+    path = Path(path)
+    pattern = re.compile(
+        re.escape(f".{_temp_stem(path)}.") + f"[0-9a-f]{{{_TOKEN_HEX}}}" + re.escape(TEMP_SUFFIX)
+    )
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    return [path.with_name(n) for n in names if pattern.fullmatch(n)]
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:

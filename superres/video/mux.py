@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,9 +20,10 @@ from typing import Any
 
 import av
 
+from superres.io.atomic import atomic_path, stale_temps
 from superres.video.encode import EncoderPlan, memory_container
 from superres.video.errors import VideoError
-from superres.video.segments import fsync_dir, read_segment
+from superres.video.segments import read_segment
 
 # Tags that describe the old file's encoding, not its content: the muxer writes fresh ones.
 _STALE_TAGS = ("encoder", "duration", "number_of_frames", "number_of_bytes", "bps", "_statistics",
@@ -131,11 +131,6 @@ def _audio_target(fmt: str) -> str | None:
     return None if not target or target == "none" else str(target)
 
 
-def temp_name(output: Path) -> Path:
-    """Hidden name in the output's folder with the same extension (it picks the container)."""
-    return output.with_name(f".{output.stem}.superres-partial{output.suffix}")
-
-
 def _key(pkt: Any) -> float:
     ts = pkt.dts if pkt.dts is not None else pkt.pts
     if ts is None or pkt.time_base is None:
@@ -161,18 +156,15 @@ class _Ordered:
 def write_output(*, output: Path, fmt: str, plan: EncoderPlan, segments: list[tuple[Path, str]],
                  source: Path | None, video_index: int | None, aux: list[AuxPlan],
                  note: Callable[[str], None]) -> None:
-    """Mux segments (path, extradata hex) and the source's kept streams into ``output`` atomically."""
-    tmp = temp_name(output)
-    tmp.unlink(missing_ok=True)
-    try:
+    """Mux segments (path, extradata hex) and the source's kept streams into ``output`` atomically.
+
+    The temporary's name does not end in the output's extension: the container is ``fmt``,
+    passed to the muxer explicitly. A temporary left by a killed earlier run is swept first.
+    """
+    for stale in stale_temps(output):
+        stale.unlink(missing_ok=True)
+    with atomic_path(output) as tmp:
         _write(tmp, fmt, plan, segments, source, video_index, aux)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, output)
-        fsync_dir(output.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write(tmp: Path, fmt: str, plan: EncoderPlan, segments: list[tuple[Path, str]], source: Path | None,

@@ -27,11 +27,12 @@ from typing import Any
 import av
 import numpy as np
 
+from superres.io.atomic import TEMP_SUFFIX
 from superres.video.colour import Colour, FrameConverter, output_colour
 from superres.video.encode import EncoderPlan, container_format, plan_encoder
 from superres.video.errors import VideoError, describe, is_disk_full
 from superres.video.frames import FrameEntry, Sidecar, frame_name, sidecar_for_plain_folder
-from superres.video.mux import AuxPlan, plan_aux_streams, temp_name, write_output
+from superres.video.mux import AuxPlan, plan_aux_streams, write_output
 from superres.video.probe import VideoInfo, open_input, probe
 from superres.video.segments import Manifest, SegmentInfo, SegmentWriter, settings_key
 
@@ -379,7 +380,7 @@ def _work_dir(output: Path) -> Path:
 
 
 def _clean_stale(work: Path) -> None:
-    for p in work.glob("*.part"):
+    for p in work.glob(f"*{TEMP_SUFFIX}"):
         p.unlink(missing_ok=True)
 
 
@@ -637,8 +638,6 @@ def _execute(report: RunReport, target: _Target, opts: VideoOptions, side: Sidec
             shutil.rmtree(work, ignore_errors=True)
     except OSError as exc:
         if is_disk_full(exc):
-            if opts.output is not None:
-                temp_name(opts.output).unlink(missing_ok=True)
             kept = ""
             if manifest is not None and manifest.segments:
                 kept = f"; {len(manifest.segments)} finished segment(s) kept in {work} to resume"

@@ -2,7 +2,7 @@
 
 Why segments: a multi-hour upscale must survive a crash or Ctrl-C. Every segment starts a fresh
 encoder (so it opens with a keyframe and references nothing outside itself: a closed GOP) and is
-committed atomically (``.part`` file, fsync, rename, then the manifest). A re-run with the same
+committed atomically (hidden ``.part`` temporary, fsync, rename, then the manifest). A re-run with the same
 settings skips committed segments; the final file is a stream copy of all segments' packets.
 
 Why our own segment files instead of a container: containers rewrite timestamps (Matroska
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from superres.io.atomic import atomic_write_text, fsync_dir, temp_name
+
 MAGIC = b"SRSEG1\n"
 _REC = struct.Struct("<qqqIB")  # pts, dts, duration, size, flags
 _NONE = -(1 << 63)  # AV_NOPTS_VALUE
@@ -39,19 +41,8 @@ def _from_ts(value: int) -> int | None:
     return None if value == _NONE else value
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (best effort: not every file system allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_json_atomic(path: Path, data: dict[str, Any], compact_key: str | None = None) -> None:
     """Write JSON durably (temporary name, fsync, rename); ``compact_key``'s list: one item a line."""
-    tmp = path.with_name(f".{path.name}.part")
     lines = []
     for k, v in data.items():
         if k == compact_key and isinstance(v, list):
@@ -60,16 +51,7 @@ def write_json_atomic(path: Path, data: dict[str, Any], compact_key: str | None 
         else:
             lines.append(f"{json.dumps(k)}: {json.dumps(v)}")
     text = "{\n " + ",\n ".join(lines) + "\n}\n"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_text(path, text)
 
 
 @dataclass
@@ -84,11 +66,15 @@ class RawPacket:
 
 
 class SegmentWriter:
-    """Appends packets to ``<name>.part``; ``commit`` makes it ``<name>`` durably."""
+    """Appends packets to a hidden temporary (io.atomic's naming); ``commit`` makes it ``<name>`` durably.
+
+    Streams packet by packet, so it holds the temporary open across calls instead of using
+    ``atomic_path``; the commit is the same fsync, rename, fsync of the folder.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.part = path.with_name(path.name + ".part")
+        self.part = temp_name(path)
         self._f: BinaryIO | None = open(self.part, "wb")  # noqa: SIM115 - closed in commit/abort
         self._f.write(MAGIC)
         self.packets = 0
