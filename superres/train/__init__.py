@@ -1,1 +1,1 @@
-"""Training support: data degradations, datasets, losses and the training loop."""
+"""Training support: data degradations, datasets, losses, the model (`model.py`) and its loop (`trainer.py`)."""
