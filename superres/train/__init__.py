@@ -1,1 +1,1 @@
-"""Training support: data degradations, datasets, losses, the model (`model.py`) and its loop (`trainer.py`)."""
+"""Training support: degradations, datasets, losses, the model (``model.py``), the loop (``trainer.py``)."""
