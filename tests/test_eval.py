@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from superres.cli.main import main
-from superres.metrics.report import bar_chart_svg, select_crop
+from superres.evaluation.charts import bar_chart_svg
+from superres.evaluation.report import select_crop
 
 COMPACT = "realesr-animevideov3"
 SET5 = ("baby", "bird", "butterfly", "head", "woman")

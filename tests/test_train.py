@@ -339,7 +339,7 @@ def test_checkpoint_writes_are_atomic(data: dict[str, Path], tmp_path: Path,
     monkeypatch.undo()
     assert (out / CHECKPOINT).read_bytes() == before
     assert torch.load(out / CHECKPOINT, weights_only=True)["iteration"] == 4
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".part"))]
 
 
 @pytest.mark.parametrize("arch,options", [("espcn", {"num_channels": 3, "n1": 8, "n2": 8}),
@@ -374,16 +374,16 @@ def test_distillation_and_fine_tuning(data: dict[str, Path], tmp_path: Path) -> 
                                                                 "options": {"num_feat": 8, "num_conv": 2}},
                                               train={"iterations": 4}), tmp_path),
                       device="cpu", progress=False, echo=lambda _m: None)
-    before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}  # type: ignore[union-attr]
+    before = {k: v.clone() for k, v in trainer.model.teacher.state_dict().items()}  # type: ignore[union-attr]
     trainer.run()
-    assert all(torch.equal(before[k], v) for k, v in trainer.teacher.state_dict().items())  # type: ignore[union-attr]
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.teacher.state_dict().items())  # type: ignore[union-attr]
     assert all(np.isfinite(r["losses"]["l1"]) for r in log_records(out) if "losses" in r)
     # fine-tuning: start from the teacher's weights (arch detected from the file)
     out2 = tmp_path / "finetune"
     ft = Trainer(parse_config(raw_config(data, out2, model={"pretrained": teacher}, train={"iterations": 2}),
                               tmp_path), device="cpu", progress=False, echo=lambda _m: None)
-    start = {k: v.clone() for k, v in ft.net_g.state_dict().items()}
-    assert ft.arch == "espcn"
+    start = {k: v.clone() for k, v in ft.model.net_g.state_dict().items()}
+    assert ft.model.arch == "espcn"
     from superres.zoo.loader import read_state_dict
 
     assert all(torch.equal(start[k], v) for k, v in read_state_dict(teacher).items())
@@ -494,9 +494,9 @@ def test_init_copies_the_matching_layers_of_another_scale(data: dict[str, Path],
     t = Trainer(parse_config(raw_config(data, tmp_path / "x2", model={**model, "init": weights},
                                         train={"iterations": 1}), tmp_path),
                 device="cpu", progress=False, echo=lambda _msg: None)
-    own = t.net_g.state_dict()
-    assert t.init_report is not None
-    fresh, copied = set(t.init_report["fresh"]), t.init_report["copied"]
+    own = t.model.net_g.state_dict()
+    assert t.model.init_report is not None
+    fresh, copied = set(t.model.init_report["fresh"]), t.model.init_report["copied"]
     assert len(fresh) == 2 and all(own[k].shape != source[k].shape for k in fresh)  # last conv + bias
     assert len(copied) == 4
     for key in copied:
@@ -528,9 +528,9 @@ def test_y_only_model_starts_from_rgb_weights_and_trains_on_y(data: dict[str, Pa
                      data={"train": raw_config(data, out)["data"]["train"],
                            "val": {"hr": str(data["val"]), "every": 20}})
     t = Trainer(parse_config(raw, tmp_path), device="cpu", progress=False, echo=lambda _msg: None)
-    assert t.luma and t.init_report is not None and not t.init_report["fresh"]
+    assert t.model.luma and t.model.init_report is not None and not t.model.init_report["fresh"]
     converted = luma_state_dict("espcn", load_file(weights))
-    for key, value in t.net_g.state_dict().items():
+    for key, value in t.model.net_g.state_dict().items():
         assert torch.equal(value, converted[key]), key
     t.run()
     recs = log_records(out)
@@ -579,8 +579,8 @@ def test_loss_border_ignores_the_patch_edge(data: dict[str, Path], tmp_path: Pat
 
     def step(target: torch.Tensor) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         trainer = Trainer(cfg, device="cpu", progress=False, echo=lambda _msg: None)
-        losses = trainer.train_step({"lr": lr, "hr": target}, 0)
-        return losses, {k: v.detach().clone() for k, v in trainer.net_g.state_dict().items()}
+        losses = trainer.model.train_step({"lr": lr, "hr": target}, 0)
+        return losses, {k: v.detach().clone() for k, v in trainer.model.net_g.state_dict().items()}
 
     base_loss, base = step(hr)
     edge_loss, edge_weights = step(edge)

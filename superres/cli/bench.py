@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from superres.engine.bench import run_config
+    from superres.evaluation.bench import run_config
     from superres.zoo import registry
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -109,7 +109,7 @@ def _summary(rows: list[dict[str, Any]]) -> None:
 
 
 def _plot(rows: list[dict[str, Any]]) -> str:
-    from superres.metrics.report import bar_chart_svg
+    from superres.evaluation.charts import bar_chart_svg
 
     groups = sorted(
         {(r["model"], r["size"], r["tile"], r["threads"]) for r in rows if r["runtime"] == "superres"}

@@ -92,18 +92,17 @@ def _err(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from superres.metrics.evaluate import (
-        EvalError,
+    from superres.evaluation.dataset import EvalError, check_dataset, discover
+    from superres.evaluation.evaluate import (
         EvalOptions,
         ExtraMetrics,
         MetricUnavailable,
         bicubic_method,
-        check_dataset,
-        discover,
         evaluate,
         load_methods,
     )
-    from superres.metrics.report import ReportWriter, format_table, write_csv, write_json
+    from superres.evaluation.report import ReportWriter
+    from superres.evaluation.tables import format_table, write_csv, write_json
 
     if args.scale < 1:
         _err("--scale must be a positive integer")

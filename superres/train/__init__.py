@@ -1,1 +1,1 @@
-"""Training support: data degradations, datasets, losses and the training loop."""
+"""Training support: degradations, datasets, losses, the model (``model.py``), the loop (``trainer.py``)."""

@@ -253,7 +253,7 @@ class ValDataset:
     """Validation pairs in memory: uint8 RGB ``(name, lr, hr)``; LR made with MATLAB bicubic if absent."""
 
     def __init__(self, cfg: ValDataConfig, scale: int) -> None:
-        from superres.metrics.evaluate import EvalError, discover, load_sample
+        from superres.evaluation.dataset import EvalError, discover, load_sample
 
         try:
             ds = discover(scale, hr=cfg.hr, lr=cfg.lr)

@@ -7,12 +7,13 @@ written atomically, so a viewer never sees half a PNG.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from superres.io.atomic import atomic_path
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -28,13 +29,8 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_plots(log_path: Path, out_dir: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Presenting an ``EvalResult``: terminal table, CSV, JSON and an offline HTML/Markdown report.
+"""The offline report of an ``EvalResult``: HTML/Markdown pages and per-image crop strips.
 
 The report folder (``ReportWriter``) holds ``index.html`` and ``report.md`` (same content,
 relative links only), ``results.csv`` / ``results.json``, ``crops/<image>.png`` (one strip
@@ -11,11 +11,8 @@ output outlives its image.
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import html
-import json
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,165 +21,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from superres.metrics.evaluate import BICUBIC, METRICS, EvalResult, ImageOutcome, Score
+from superres.evaluation.charts import FONT, axis_note, bar_chart_svg, colours
+from superres.evaluation.evaluate import BICUBIC, EvalResult, ImageOutcome
+from superres.evaluation.tables import (
+    COLUMNS,
+    HIGHER_IS_BETTER,
+    format_value,
+    psnr_ssim_text,
+    write_csv,
+    write_json,
+)
 from superres.metrics.protocol import crop_hr_to
-
-# Column names and how values are printed (CSV/JSON use the raw floats).
-COLUMNS = {
-    "psnr": ("psnr_y", "PSNR-Y", "{:.3f}"),
-    "ssim": ("ssim_y", "SSIM-Y", "{:.4f}"),
-    "psnr_rgb": ("psnr_rgb", "PSNR-RGB", "{:.3f}"),
-    "ssim_rgb": ("ssim_rgb", "SSIM-RGB", "{:.4f}"),
-    "niqe": ("niqe", "NIQE", "{:.3f}"),
-    "lpips": ("lpips", "LPIPS", "{:.4f}"),
-    "seconds": ("seconds", "s/img", "{:.2f}"),
-}
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "psnr_rgb": True, "ssim_rgb": True,
-                    "niqe": False, "lpips": False}
-BASELINE_COLOUR = "#9aa0a6"
-PALETTE = ("#3b78c2", "#e8762c", "#3a9a5b", "#d2424b", "#8a63b8", "#1a9fa8", "#c4a000", "#b55a8a")
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
-
-
-# ------------------------------------------------------------------------------ values
-
-
-def _finite(x: float | None) -> float | None:
-    """JSON-safe number: inf/NaN (identical images) become None."""
-    if x is None or not math.isfinite(x):
-        return None
-    return float(x)
-
-
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "inf"
-    return COLUMNS[metric][2].format(value)
-
-
-def colours(methods: Sequence[str]) -> dict[str, str]:
-    """A stable colour per method: bicubic grey, models from the palette in order."""
-    out: dict[str, str] = {}
-    k = 0
-    for m in methods:
-        if m == BICUBIC:
-            out[m] = BASELINE_COLOUR
-        else:
-            out[m] = PALETTE[k % len(PALETTE)]
-            k += 1
-    return out
-
-
-def _row_dict(result: EvalResult, r: Score) -> dict[str, Any]:
-    d: dict[str, Any] = {"image": r.image, "model": r.model}
-    for k in [*result.metrics(), "seconds"]:
-        d[COLUMNS[k][0]] = _finite(getattr(r, k))
-    return d
-
-
-# ------------------------------------------------------------------------------ CSV / JSON
-
-
-def write_csv(result: EvalResult, path: str | Path) -> Path:
-    """Per-image rows, then one ``mean`` row per model; every row names the protocol."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = [COLUMNS[k][0] for k in [*result.metrics(), "seconds"]]
-    fields = ["dataset", "scale", "image", "model", *keys, "protocol"]
-    proto = result.protocol()["summary"] + f", LR {result.lr_source}"
-    means = result.means()
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        for r in result.rows:
-            d = _row_dict(result, r)
-            w.writerow({"dataset": result.dataset, "scale": result.scale, **d, "protocol": proto})
-        for m in result.methods:
-            mean = {COLUMNS[k][0]: _finite(means[m][k]) for k in [*result.metrics(), "seconds"]}
-            w.writerow({"dataset": result.dataset, "scale": result.scale, "image": "mean", "model": m,
-                        **mean, "protocol": proto})
-    return path
-
-
-def result_dict(result: EvalResult) -> dict[str, Any]:
-    """Everything of a run as plain JSON-able data."""
-    from superres import __version__
-
-    means = result.means()
-    return {
-        "tool": f"superres {__version__}",
-        "command": result.command,
-        "dataset": result.dataset,
-        "data_root": result.data_root,
-        "scale": result.scale,
-        "protocol": result.protocol(),
-        "models": [{"label": m, "source": result.sources.get(m, m)} for m in result.methods],
-        "images": result.images,
-        "metrics": [COLUMNS[k][0] for k in result.metrics()],
-        "rows": [_row_dict(result, r) for r in result.rows],
-        "means": {m: {COLUMNS[k][0]: _finite(means[m][k]) for k in [*result.metrics(), "seconds"]}
-                  for m in result.methods},
-        "notes": result.notes,
-    }
-
-
-def write_json(result: EvalResult, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result_dict(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
-
-
-# ------------------------------------------------------------------------------ terminal
-
-
-def _grid(rows: list[list[str]], right: Sequence[bool]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for r in rows:
-        cells = [c.rjust(w) if right[i] else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]
-        out.append("  ".join(cells).rstrip())
-    return out
-
-
-def format_table(result: EvalResult) -> str:
-    """Per-image PSNR/SSIM (images x models) and the means table, as plain text."""
-    proto = result.protocol()
-    lines = [f"{result.dataset} x{result.scale}: {len(result.images)} images, {proto['summary']} "
-             f"(LR {result.lr_source}, gray {result.options.gray_mode})", ""]
-    head = ["PSNR / SSIM (Y)", *result.methods]
-    rows = [head]
-    for img in result.images:
-        row = [img]
-        for m in result.methods:
-            s = result.score(img, m)
-            row.append(f"{_fmt('psnr', s.psnr)} / {_fmt('ssim', s.ssim)}")
-        rows.append(row)
-    means = result.means()
-    rows.append(["mean", *[f"{_fmt('psnr', means[m]['psnr'])} / {_fmt('ssim', means[m]['ssim'])}"
-                           for m in result.methods]])
-    lines += _grid(rows, [False, *([True] * len(result.methods))])
-    lines.append("")
-    metrics = result.metrics()
-    head = ["model", *[COLUMNS[k][1] for k in metrics]]
-    base = result.baseline
-    if base is not None:
-        head.append("vs bicubic")
-    head.append("s/img")
-    rows = [head]
-    for m in result.methods:
-        row = [m, *[_fmt(k, means[m][k]) for k in metrics]]
-        if base is not None:
-            p, b = means[m]["psnr"], means[base]["psnr"]
-            row.append("-" if m == base or p is None or b is None else f"{p - b:+.3f} dB")
-        row.append(_fmt("seconds", means[m]["seconds"]))
-        rows.append(row)
-    lines += _grid(rows, [False, *([True] * (len(head) - 1))])
-    return "\n".join(lines)
-
 
 # ------------------------------------------------------------------------------ crops
 
@@ -286,7 +135,7 @@ def crop_strip(outcome: ImageOutcome, methods: Sequence[str], scale: int, *, siz
     for m in methods:
         sr = _rgb(outcome.outputs[m])[y : y + side, x : x + side]
         s = scores[m]
-        line2 = f"PSNR {_fmt('psnr', s.psnr)} dB  SSIM {_fmt('ssim', s.ssim)}"
+        line2 = f"PSNR {format_value('psnr', s.psnr)} dB  SSIM {format_value('ssim', s.ssim)}"
         panels.append(_panel(_zoom(sr, zoom), m, line2, cols[m], strong=(m == best and len(methods) > 1)))
     panels.append(_panel(_zoom(hr[y : y + side, x : x + side], zoom), "HR (ground truth)",
                          f"crop x{zoom} nearest", "#222222"))
@@ -299,149 +148,6 @@ def crop_strip(outcome: ImageOutcome, methods: Sequence[str], scale: int, *, siz
         cx += p.shape[1] + GAP
     info = {"x": x, "y": y, "side": side, "zoom": zoom}
     return canvas, info
-
-
-# ------------------------------------------------------------------------------ SVG charts
-
-
-def _nice_step(span: float, target: int = 6) -> float:
-    raw = span / target
-    mag = 10 ** math.floor(math.log10(raw))
-    for m in (1, 2, 5, 10):
-        if m * mag >= raw - 1e-12:
-            return m * mag
-    return 10 * mag
-
-
-def _axis(values: Sequence[float]) -> tuple[float, float, float]:
-    """(low, high, step) of a y axis that shows the differences (PSNR does not start at 0)."""
-    vmin, vmax = min(values), max(values)
-    # At least a quarter of the largest value: small differences stay small on the chart.
-    span = max(vmax - vmin, abs(vmax) * 0.25, 1e-3)
-    step = _nice_step(span * 1.5)
-    lo = math.floor((vmin - 0.35 * span) / step) * step
-    if vmin >= 0 > lo or (vmin >= 0 and lo < 0.25 * vmin):
-        lo = 0.0
-    hi = math.ceil((vmax + 0.15 * span) / step) * step
-    return lo, hi, step
-
-
-def _t(x: float) -> str:
-    return f"{x:.1f}".rstrip("0").rstrip(".")
-
-
-def _text_w(s: str, px: float) -> float:
-    return 0.58 * px * len(s)
-
-
-def bar_chart_svg(
-    title: str,
-    groups: Sequence[str],
-    series: Sequence[tuple[str, str | Sequence[str], Sequence[float | None]]],
-    *,
-    y_label: str,
-    value_fmt: str = "{:.2f}",
-    subtitle: str = "",
-    group_notes: Sequence[str] | None = None,
-    highlight: Sequence[bool] | None = None,
-) -> str:
-    """Grouped vertical bar chart as SVG text: ticks, axis labels, values on the bars.
-
-    ``series``: (legend label, colour or one colour per group, value per group; None = no bar).
-    ``highlight``: per group, draw its label bold (e.g. the ``mean`` group).
-    """
-    n_s = max(1, len(series))
-    many = len(groups) * n_s > 40  # a big data set: thin bars, no values, slanted labels
-    bar_w = 12 if many else (52 if n_s == 1 else 36 if n_s == 2 else 30)
-    label_px = 12
-    longest = max((_text_w(g, label_px) for g in groups), default=0)
-    group_w = n_s * bar_w + (6 if many else 22)
-    if not many:
-        group_w = max(group_w, longest + 14)
-    rotate = many and longest > group_w - 4
-    values_on = not many
-    left, right, top = 74, 24, 70 if subtitle else 52
-    bottom = 34 + (18 if group_notes else 0) + (30 if len(series) > 1 else 0)
-    bottom += int(longest * 0.7) if rotate else 0
-    plot_w = group_w * len(groups)
-    legend_w = sum(_text_w(s[0], 12) + 34 for s in series) if len(series) > 1 else 0
-    width = int(max(left + plot_w + right, 480, left + legend_w + right, left + _text_w(title, 16) + right,
-                    left + _text_w(subtitle, 12) * 0.92 + right))
-    group_w = max(group_w, (width - left - right) / max(1, len(groups)))  # fill the width
-    plot_w = group_w * len(groups)
-    plot_h = 250
-    height = top + plot_h + bottom
-    vals = [v for _, _, vs in series for v in vs if v is not None and math.isfinite(v)]
-    lo, hi, step = _axis(vals or [0.0, 1.0])
-
-    def ypos(v: float) -> float:
-        return top + plot_h - (min(max(v, lo), hi) - lo) / (hi - lo) * plot_h
-
-    e = html.escape
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="{e(FONT)}" role="img" aria-label="{e(title)}">',
-           f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-           f'<text x="{left}" y="26" font-size="16" font-weight="600" fill="#1f2328">{e(title)}</text>']
-    if subtitle:
-        out.append(f'<text x="{left}" y="46" font-size="12" fill="#57606a">{e(subtitle)}</text>')
-    # grid + ticks
-    k = 0
-    while lo + k * step <= hi + 1e-9:
-        v = lo + k * step
-        y = ypos(v)
-        out.append(f'<line x1="{left}" y1="{_t(y)}" x2="{left + plot_w}" y2="{_t(y)}" '
-                   f'stroke="{"#d0d7de" if k else "#57606a"}" stroke-width="1"/>')
-        out.append(f'<text x="{left - 8}" y="{_t(y + 4)}" font-size="11" fill="#57606a" '
-                   f'text-anchor="end">{e(_tick(v, step))}</text>')
-        k += 1
-    cy = top + plot_h / 2
-    out.append(f'<text x="18" y="{_t(cy)}" font-size="12" fill="#1f2328" text-anchor="middle" '
-               f'transform="rotate(-90 18 {_t(cy)})">{e(y_label)}</text>')
-    # bars
-    for gi, g in enumerate(groups):
-        gx = left + gi * group_w + (group_w - n_s * bar_w) / 2
-        for si, (label, colour, vs) in enumerate(series):
-            v = vs[gi]
-            if v is None or not math.isfinite(v):
-                continue
-            c = colour if isinstance(colour, str) else colour[gi]
-            x = gx + si * bar_w
-            y = ypos(v)
-            out.append(f'<rect x="{_t(x + 2)}" y="{_t(y)}" width="{bar_w - 4}" '
-                       f'height="{_t(top + plot_h - y)}" fill="{c}" rx="2"><title>{e(label)} {e(g)}: '
-                       f'{e(value_fmt.format(v))}</title></rect>')
-            if values_on:
-                out.append(f'<text x="{_t(x + bar_w / 2)}" y="{_t(y - 5)}" font-size="11" fill="#1f2328" '
-                           f'text-anchor="middle">{e(value_fmt.format(v))}</text>')
-        cx = left + gi * group_w + group_w / 2
-        ly = top + plot_h + 18
-        weight = ' font-weight="600"' if highlight and highlight[gi] else ""
-        if rotate:
-            out.append(f'<text x="{_t(cx)}" y="{_t(ly)}" font-size="{label_px}" fill="#1f2328"{weight} '
-                       f'text-anchor="end" transform="rotate(-40 {_t(cx)} {_t(ly)})">{e(g)}</text>')
-        else:
-            out.append(f'<text x="{_t(cx)}" y="{_t(ly)}" font-size="{label_px}" fill="#1f2328"{weight} '
-                       f'text-anchor="middle">{e(g)}</text>')
-        if group_notes:
-            out.append(f'<text x="{_t(cx)}" y="{_t(ly + 17)}" font-size="11" fill="#57606a" '
-                       f'text-anchor="middle">{e(group_notes[gi])}</text>')
-    # legend
-    if len(series) > 1:
-        lx = left
-        ly = height - 16
-        for label, colour, _ in series:
-            c = colour if isinstance(colour, str) else colour[0]
-            out.append(f'<rect x="{_t(lx)}" y="{_t(ly - 10)}" width="12" height="12" fill="{c}" rx="2"/>')
-            out.append(f'<text x="{_t(lx + 18)}" y="{_t(ly)}" font-size="12" '
-                       f'fill="#1f2328">{e(label)}</text>')
-            lx += _text_w(label, 12) + 34
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def _tick(v: float, step: float) -> str:
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else (1 if step % 1 else 0)
-    return f"{v:.{decimals}f}"
 
 
 # ------------------------------------------------------------------------------ report
@@ -494,8 +200,8 @@ class ReportWriter:
         svg = bar_chart_svg(
             f"Mean PSNR on {result.dataset} x{result.scale}", result.methods,
             [("mean PSNR", [cols[m] for m in result.methods], mean_vals)],
-            y_label="PSNR (dB, Y)", value_fmt="{:.2f}", subtitle=proto + _axis_note(mean_vals),
-            group_notes=[f"SSIM {_fmt('ssim', means[m]['ssim'])}" for m in result.methods],
+            y_label="PSNR (dB, Y)", value_fmt="{:.2f}", subtitle=proto + axis_note(mean_vals),
+            group_notes=[f"SSIM {format_value('ssim', means[m]['ssim'])}" for m in result.methods],
         )
         out.append(("Mean PSNR / SSIM of all methods", self._write_chart("mean_psnr.svg", svg)))
         models = [m for m in result.methods if m != BICUBIC] or list(result.methods)
@@ -507,7 +213,7 @@ class ReportWriter:
             vals = [v for _, _, vs in series for v in vs if v is not None]
             svg = bar_chart_svg(
                 f"{m}: PSNR per image", groups, series, y_label="PSNR (dB, Y)",
-                subtitle=proto + _axis_note(vals), highlight=[False] * len(result.images) + [True],
+                subtitle=proto + axis_note(vals), highlight=[False] * len(result.images) + [True],
             )
             out.append((f"{m}: PSNR per image", self._write_chart(f"psnr_{_safe(m)}.svg", svg)))
         return out
@@ -527,14 +233,6 @@ class ReportWriter:
         index = self.folder / "index.html"
         index.write_text(render_html(result, charts, self.crops), encoding="utf-8")
         return index
-
-
-def _axis_note(values: Sequence[float | None]) -> str:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return ""
-    lo, _, step = _axis(vals)
-    return f" (y axis from {_tick(lo, step)} dB)" if lo > 0 else ""
 
 
 def _best(result: EvalResult, metric: str) -> str | None:
@@ -560,13 +258,13 @@ def _means_rows(result: EvalResult) -> tuple[list[str], list[list[str]], list[li
     best = {k: _best(result, k) for k in metrics}
     rows, bold = [], []
     for m in result.methods:
-        row = [m, *[_fmt(k, means[m][k]) for k in metrics]]
+        row = [m, *[format_value(k, means[m][k]) for k in metrics]]
         flags = [False, *[best[k] == m for k in metrics]]
         if base is not None:
             p, b = means[m]["psnr"], means[base]["psnr"]
             row.append("-" if m == base or p is None or b is None else f"{p - b:+.2f} dB")
             flags.append(False)
-        row.append(_fmt("seconds", means[m]["seconds"]))
+        row.append(format_value("seconds", means[m]["seconds"]))
         flags.append(False)
         rows.append(row)
         bold.append(flags)
@@ -578,10 +276,9 @@ def _per_image_rows(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     rows = []
     for img in result.images:
         scores = [result.score(img, m) for m in result.methods]
-        rows.append([img, *[f"{_fmt('psnr', s.psnr)} / {_fmt('ssim', s.ssim)}" for s in scores]])
+        rows.append([img, *[psnr_ssim_text(s.psnr, s.ssim) for s in scores]])
     means = result.means()
-    rows.append(["mean", *[f"{_fmt('psnr', means[m]['psnr'])} / {_fmt('ssim', means[m]['ssim'])}"
-                           for m in result.methods]])
+    rows.append(["mean", *[psnr_ssim_text(means[m]["psnr"], means[m]["ssim"]) for m in result.methods]])
     return head, rows
 
 
@@ -723,16 +420,10 @@ def render_markdown(result: EvalResult, charts: Sequence[tuple[str, str]],
 
 
 __all__ = [
-    "COLUMNS",
-    "METRICS",
     "ReportWriter",
-    "bar_chart_svg",
     "crop_strip",
-    "format_table",
+    "detail_map",
     "render_html",
     "render_markdown",
-    "result_dict",
     "select_crop",
-    "write_csv",
-    "write_json",
 ]
