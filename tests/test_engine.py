@@ -16,7 +16,7 @@ def _engine(upscale: int) -> tuple[UpscaleEngine, list[int]]:
     sd = SRVGGNetCompact(num_feat=4, num_conv=1, upscale=upscale).state_dict()
     eng = UpscaleEngine(model_from_state_dict(sd, "tiny"), device="cpu")
     calls: list[int] = []
-    eng.module.register_forward_pre_hook(lambda _m, inp: calls.append(inp[0].shape[-1]))
+    eng.runner.module.register_forward_pre_hook(lambda _m, inp: calls.append(inp[0].shape[-1]))
     return eng, calls
 
 
@@ -51,7 +51,7 @@ def test_passes_chain_only_when_it_beats_a_resize(native: int, target: float, pa
 def test_same_size_frames_go_through_the_network_together(scale: float | None) -> None:
     eng, _ = _engine(2)
     shapes: list[tuple[int, ...]] = []
-    eng.module.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape)))
+    eng.runner.module.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape)))
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (9, 13, 3), dtype=np.uint8) for _ in range(3)]
     batched = eng.upscale_arrays(frames, scale)
@@ -67,7 +67,7 @@ def test_frames_that_need_tiles_or_differ_in_size_run_one_by_one() -> None:
     eng, _ = _engine(2)
     eng.tiles.tile = 8  # 9x13 frames need several tiles
     shapes: list[tuple[int, ...]] = []
-    eng.module.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape)))
+    eng.runner.module.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape)))
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (9, 13, 3), dtype=np.uint8) for _ in range(2)]
     out = eng.upscale_arrays(frames)
