@@ -399,7 +399,7 @@ class Case:
             if transform is not None:
                 try:
                     t0 = time.perf_counter()
-                    eng.module = prepare(transform, eng.module, x, used_tile, used_pad, batch)
+                    eng.runner.module = prepare(transform, eng.runner.module, x, used_tile, used_pad, batch)
                     note = f"{transform} prepared in {time.perf_counter() - t0:.1f} s"
                 except Exception as exc:  # report and go on: these are optional extras
                     msg = str(exc).splitlines()[0][:200] if str(exc) else ""

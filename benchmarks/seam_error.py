@@ -35,10 +35,9 @@ def main() -> None:
     eng = up.engine
     rgb = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)[8:200, 40:296]  # 192x256 crop
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / 255
-    cpu = torch.device("cpu")
 
     def run(tile: int, pad: int) -> torch.Tensor:
-        return tiled_forward(eng.module, x, eng.model.scale, tile=tile, pad=pad, device=cpu).clamp(0, 1)
+        return tiled_forward(eng.runner, x, eng.model.scale, tile=tile, pad=pad).clamp(0, 1)
 
     t0 = time.perf_counter()
     full = run(max(x.shape[1:]), 0)

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from superres.api import Upscaler, load
+    from superres.batch import upscale_files
 
-__all__ = ["Upscaler", "__version__", "load"]
+__all__ = ["Upscaler", "__version__", "load", "upscale_files"]
 __version__ = "0.1.0"
 
 
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from superres import api
 
         return getattr(api, name)
+    if name == "upscale_files":
+        from superres import batch
+
+        return batch.upscale_files
     raise AttributeError(f"module 'superres' has no attribute {name!r}")

@@ -6,6 +6,7 @@ tensors) and returns the same kind, so it drops into existing code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ DEFAULT_MODEL = "realesrgan-x4plus"
 
 
 class Upscaler:
-    """A loaded model ready to upscale images.
+    """A loaded model ready to upscale images; also an ``Engine`` (superres.engine.protocol).
 
     ``scale_factor`` is the output scale (default: the model's own); ``model_path`` or
     ``model`` name the weights (a zoo name or a ``.pth``/``.safetensors`` file).
@@ -83,6 +84,25 @@ class Upscaler:
         return self.upscale(bgr_image, bgr=True)
 
     __call__ = upscale
+
+    # ---- the engine contract (superres.engine.protocol.Engine), at this upscaler's scale ----
+    @property
+    def frames_per_pass(self) -> int:
+        return self.engine.frames_per_pass
+
+    def passes_for(self, target_scale: float) -> int:
+        return self.engine.passes_for(target_scale)
+
+    def upscale_rgb(self, rgb: torch.Tensor, target_scale: float | None = None,
+                    on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        return self.engine.upscale_rgb(rgb, target_scale or self.scale, on_tile)
+
+    def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
+                      on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        return self.engine.upscale_array(pixels, target_scale or self.scale, on_tile)
+
+    def upscale_arrays(self, frames: list[np.ndarray], target_scale: float | None = None) -> list[np.ndarray]:
+        return self.engine.upscale_arrays(frames, target_scale or self.scale)
 
     # ---- adapters ------------------------------------------------------------------
     def _numpy(self, arr: np.ndarray, bgr: bool, scale: float) -> np.ndarray:

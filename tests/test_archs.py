@@ -14,6 +14,7 @@ from superres.archs import ARCHS, build, detect_arch
 from superres.archs.common import count_params
 from superres.archs.edsr import EDSR_BASELINE, EDSR_FULL
 from superres.archs.swinir import SWINIR_CLASSICAL, SWINIR_LIGHTWEIGHT
+from superres.engine.runners import TorchRunner
 from superres.engine.tiling import tiled_forward
 from superres.engine.upscaler import TileSettings, UpscaleEngine
 from superres.zoo.loader import ModelFileError, load_model, model_from_state_dict, scale_from_name
@@ -245,8 +246,8 @@ def test_receptive_radius_makes_tiles_exact(arch: str, kwargs: dict) -> None:
     radius = ARCHS[arch].receptive_radius(**kwargs)
     with torch.inference_mode():
         whole = net(x[None])[0]
-    tiled = tiled_forward(net, x, kwargs["scale"], tile=6, pad=radius, device=torch.device("cpu"),
-                          channels_last=False)
+    tiled = tiled_forward(TorchRunner(net, torch.device("cpu"), channels_last=False), x, kwargs["scale"],
+                          tile=6, pad=radius)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
 
 

@@ -19,7 +19,7 @@ def test_odd_8k_image_upscales_tiled(tmp_path: Path) -> None:
     save_file(net.state_dict(), str(path))
     up = superres.load(path, device="cpu", tile=512)
     seen: list[tuple[int, ...]] = []
-    up.engine.module.register_forward_pre_hook(lambda _m, inp: seen.append(tuple(inp[0].shape)))
+    up.engine.runner.module.register_forward_pre_hook(lambda _m, inp: seen.append(tuple(inp[0].shape)))
     img = np.random.default_rng(0).integers(0, 256, (4321, 7681, 3), dtype=np.uint8)
     out = up.upscale(img)
     assert out.shape == (8642, 15362, 3) and out.dtype == np.uint8

@@ -7,6 +7,7 @@ import torch
 
 from superres.archs.rrdbnet import RRDBNet
 from superres.archs.srvgg import SRVGGNetCompact
+from superres.engine.runners import TorchRunner
 from superres.engine.tiling import auto_tile, iter_tiles, plan_axis, tiled_forward
 
 CPU = torch.device("cpu")
@@ -48,7 +49,7 @@ def test_compact_tiled_equals_untiled_exactly(h: int, w: int, tile: int) -> None
     with torch.inference_mode():
         full = net(x[None])[0]
     radius = 4 + 2  # one pixel per 3x3 conv
-    out = tiled_forward(net, x, 2, tile=tile, pad=radius, device=CPU, channels_last=False)
+    out = tiled_forward(TorchRunner(net, CPU, channels_last=False), x, 2, tile=tile, pad=radius)
     assert out.shape == full.shape
     assert torch.equal(out, full)
 
@@ -62,7 +63,7 @@ def test_compact_tiled_matches_untiled_to_float_rounding(channels_last: bool, ba
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     with torch.inference_mode():
         full = net(x[None].contiguous(memory_format=fmt))[0]
-    out = tiled_forward(net, x, 2, tile=16, pad=6, device=CPU, batch=batch, channels_last=channels_last)
+    out = tiled_forward(TorchRunner(net, CPU, channels_last=channels_last), x, 2, tile=16, pad=6, batch=batch)
     assert (out - full).abs().max() <= 5e-7
 
 
@@ -71,7 +72,7 @@ def test_compact_tiled_with_short_pad_differs_near_seams() -> None:
     x = torch.rand(3, 40, 40)
     with torch.inference_mode():
         full = net(x[None])[0]
-    out = tiled_forward(net, x, 2, tile=16, pad=1, device=CPU)
+    out = tiled_forward(TorchRunner(net, CPU), x, 2, tile=16, pad=1)
     assert (out - full).abs().max() > 1e-4  # the exactness above is not vacuous
 
 
@@ -82,7 +83,7 @@ def test_rrdbnet_tiled_equals_untiled_with_enough_pad(scale: int) -> None:
     x = torch.rand(3, 12 * m, 20 * m)
     with torch.inference_mode():
         full = net(x[None])[0]
-    out = tiled_forward(net, x, scale, tile=4 * m, pad=24 * m, device=CPU, multiple=m)
+    out = tiled_forward(TorchRunner(net, CPU), x, scale, tile=4 * m, pad=24 * m, multiple=m)
     assert torch.allclose(out, full, atol=1e-6)
 
 
@@ -91,7 +92,7 @@ def test_tiles_seen_by_the_model_do_not_grow_with_the_image() -> None:
     seen: list[tuple[int, ...]] = []
     net.register_forward_pre_hook(lambda _m, inp: seen.append(tuple(inp[0].shape)))
     for size in (64, 300):
-        tiled_forward(net, torch.rand(3, size, size), 1, tile=32, pad=4, device=CPU, batch=2)
+        tiled_forward(TorchRunner(net, CPU), torch.rand(3, size, size), 1, tile=32, pad=4, batch=2)
     assert {s[2:] for s in seen} == {(40, 40)}
     assert max(s[0] for s in seen) == 2
 

@@ -16,7 +16,7 @@ import shlex
 import sys
 from typing import Any
 
-from superres.engine.devices import PRECISIONS
+from superres.cli.options import add_engine_options, apply_threads
 
 
 def add_parser(sub: Any) -> None:
@@ -27,8 +27,8 @@ def add_parser(sub: Any) -> None:
                     "(LR made with MATLAB-exact bicubic) or a Set5-style folder with HR/ and "
                     "LR_bicubic/X{s}/.",
     )
-    p.add_argument("-m", "--model", action="append", default=[], metavar="NAME|PATH",
-                   help="zoo model name or weight file; repeat to compare several")
+    add_engine_options(p, ("model",), model=dict(
+        action="append", default=[], help="zoo model name or weight file; repeat to compare several"))
     p.add_argument("--baseline", choices=("bicubic", "none"), default="bicubic",
                    help="built-in reference method (default: %(default)s)")
     p.add_argument("--no-baseline", dest="baseline", action="store_const", const="none",
@@ -52,12 +52,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lpips", action="store_true", help="also LPIPS against the HR (needs its weights)")
     p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex",
                    help="LPIPS backbone (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="model precision; fp32 (TF32 off) keeps scores reproducible (default: %(default)s)")
-    p.add_argument("-t", "--tile", type=int, default=None,
-                   help="tile size in input pixels; 0 = no tiling (default: from free memory)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    add_engine_options(p, ("device", "precision", "tile", "threads"), precision=dict(
+        default="fp32",
+        help="model precision; fp32 (TF32 off) keeps scores reproducible (default: %(default)s)"))
     p.set_defaults(func=run)
 
 
@@ -143,8 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         import torch
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        apply_threads(args)
         if args.precision == "fp32":  # true fp32 on GPUs too: TF32 convs would move scores by ~1e-3 dB
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False

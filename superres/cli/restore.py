@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             dtype=None if args.dtype == "auto" else args.dtype,
             offload=args.offload,
         )
-    except (CheckpointError, FileNotFoundError) as exc:
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:  # ValueError: --device not here
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not pipe.models.report.clean:

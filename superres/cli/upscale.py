@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from superres.engine.devices import PRECISIONS
-
-FORMATS = ("auto", "png", "jpg", "webp", "tiff", "bmp")
+from superres.batch import FORMATS
+from superres.cli.options import add_engine_options, apply_threads, engine_kwargs
 
 
 def add_parser(sub: Any) -> None:
@@ -29,25 +24,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output folder (or a file name when INPUT is a single file)")
-    p.add_argument("-m", "--model", default="realesrgan-x4plus", metavar="NAME|PATH",
-                   help="zoo model name (see `superres models`) or a .pth/.pt/.safetensors file "
-                        "(default: %(default)s)")
-    p.add_argument("--model-scale", type=int, default=None, metavar="N",
-                   help="the factor of a weight file whose tensors do not record it (SRCNN/FSRCNN "
-                        ".pth); wins over an xN in the file name, checked against a recorded factor")
-    p.add_argument("-s", "--scale", type=float, default=None,
-                   help="output scale, any value (default: the model's own); model pass(es), then "
-                        "a high-quality resize")
-    p.add_argument("-t", "--tile", type=int, default=None,
-                   help="tile size in input pixels; 0 = no tiling (default: from free memory)")
-    p.add_argument("--tile-pad", type=int, default=None,
-                   help="context pixels around each tile (default: the receptive field where "
-                        "finite, else 32)")
-    p.add_argument("--batch", type=int, default=1, help="tiles per forward pass (default: 1)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto = fp32 on CPU, fp16 on GPU (default: auto)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    add_engine_options(p)
     p.add_argument("-f", "--format", choices=FORMATS, default="auto",
                    help="output format; auto keeps the input's unless alpha or 16-bit needs PNG")
     p.add_argument("-q", "--quality", type=int, default=None,
@@ -64,125 +41,45 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run, overwrite=False)
 
 
-@dataclass
-class Job:
-    src: Path
-    rel: Path  # relative path used under the output folder
-    error: str | None = None
-
-
-def collect(inputs: list[str], recursive: bool) -> list[Job]:
-    """Files to process, in a stable order; missing paths become failed jobs."""
-    from superres.io import SUPPORTED_EXTENSIONS
-
-    jobs: list[Job] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            found = path.rglob("*") if recursive else path.glob("*")
-            for f in sorted(p for p in found if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS):
-                jobs.append(Job(f, f.relative_to(path)))
-        elif path.is_file():
-            jobs.append(Job(path, Path(path.name)))
-        else:
-            jobs.append(Job(path, Path(path.name), error="no such file or folder"))
-    return jobs
-
-
-def output_path(job: Job, out: Path, single_file: bool, suffix: str, ext: str) -> Path:
-    if single_file:
-        return out
-    return out / job.rel.parent / f"{job.rel.stem}{suffix}{ext}"
-
-
-@dataclass
-class Options:
-    out: Path
-    single_file: bool
-    suffix: str
-    requested: str | None  # output format asked for, or None for "auto"
-    quality: int | None
-    overwrite: bool
-
-
-def process(job: Job, up: Any, opts: Options, claimed: dict[Path, Path], note: Any,
-            on_tile: Any = None) -> bool:
-    """Upscale one file; True if written, False if skipped because the output exists.
-
-    Raises ImageError (or anything else) for the caller to report.
-    """
-    from superres.io import FORMAT_EXTENSIONS, ImageError, output_format_for, read_image, write_image
-
-    if opts.requested is not None:  # output name known before decoding: cheap resume check
-        dst = output_path(job, opts.out, opts.single_file, opts.suffix, FORMAT_EXTENSIONS[opts.requested])
-        if dst.exists() and not opts.overwrite:
-            return False
-    img = read_image(job.src)
-    h, w = img.pixels.shape[:2]
-    size = (round(w * up.scale), round(h * up.scale))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fmt = output_format_for(img.source_format, img.pixels.shape[2] in (2, 4),
-                                8 * img.pixels.dtype.itemsize, opts.requested, size=size)
-    for w_ in caught:
-        note(f"note: {job.src}: {w_.message}")
-    dst = output_path(job, opts.out, opts.single_file, opts.suffix, FORMAT_EXTENSIONS[fmt])
-    if dst.resolve() == job.src.resolve():
-        raise ImageError(job.src, "output would overwrite the input; use another -o or --suffix")
-    if dst in claimed and claimed[dst] != job.src:
-        raise ImageError(job.src, f"output {dst} is also the output of {claimed[dst]}; "
-                                  "use --suffix or --format to tell them apart")
-    claimed[dst] = job.src
-    if dst.exists() and not opts.overwrite:
-        return False
-    result = up.engine.upscale_array(img.pixels, up.scale, on_tile=on_tile)
-    write_image(dst, result, icc_profile=img.icc_profile, exif=img.exif, quality=opts.quality, format=fmt)
-    return True
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
+    from superres import batch
     from superres.api import Upscaler
-    from superres.io import ImageError, format_for_path
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.quality is not None and not 1 <= args.quality <= 100:
         print("error: --quality must be between 1 and 100", file=sys.stderr)
         return 2
     if args.scale is not None and args.scale <= 0:
         print("error: --scale must be positive", file=sys.stderr)
         return 2
-    jobs = collect(args.inputs, args.recursive)
+    jobs = batch.collect(args.inputs, args.recursive)
     if not jobs:
         print(f"error: no images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
-    out = Path(args.output)
-    out_fmt = format_for_path(out)
-    single_file = len(jobs) == 1 and Path(args.inputs[0]).is_file() and out_fmt is not None
-    requested = None if args.format == "auto" else args.format
-    if single_file and requested is None:
-        requested = out_fmt
-    opts = Options(out, single_file, args.suffix, requested, args.quality, args.overwrite)
+    opts = batch.plan(args.inputs, jobs, args.output, format=args.format, suffix=args.suffix,
+                      quality=args.quality, overwrite=args.overwrite)
     try:
-        up = Upscaler(args.scale, model=args.model, device=args.device, precision=args.precision,
-                      tile=args.tile, tile_pad=args.tile_pad, batch=args.batch, alpha=args.alpha,
-                      model_scale=args.model_scale)
+        up = Upscaler(args.scale, model=args.model, alpha=args.alpha, **engine_kwargs(args))
     except Exception as exc:  # unknown name, missing carrier, bad file: one clear line
         print(f"error: cannot load model {args.model}: {exc}", file=sys.stderr)
         return 2
-    written = skipped = 0
-    failed: list[str] = []
-    claimed: dict[Path, Path] = {}
-    start = time.perf_counter()
-    bar = tqdm(jobs, unit="img", file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=None, dynamic_ncols=True)
+    tiles: dict[str, Any] = {}
 
     def note(msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
 
-    tiles: dict[str, Any] = {}
+    def on_start(job: batch.Job) -> None:
+        bar.set_postfix_str(job.src.name[-30:])
+
+    def on_file(res: batch.FileResult) -> None:
+        if res.error is not None:
+            note(f"error: {res.error}")
+        if "bar" in tiles:
+            tiles.pop("bar").close()
+        bar.update(1)
 
     def on_tile(done: int, total: int) -> None:
         """A second bar for images that take several tile batches (big images)."""
@@ -196,28 +93,14 @@ def run(args: argparse.Namespace) -> int:
                                      leave=False, position=1, dynamic_ncols=True)
         tb.update(done - tb.n)
 
-    for job in bar:
-        bar.set_postfix_str(job.src.name[-30:])
-        try:
-            if job.error:
-                raise ImageError(job.src, job.error)
-            if process(job, up, opts, claimed, note, on_tile):
-                written += 1
-            else:
-                skipped += 1
-        except ImageError as exc:
-            failed.append(str(exc))
-            note(f"error: {exc}")
-        except Exception as exc:  # keep the batch going; say what broke and where
-            failed.append(f"{job.src}: {type(exc).__name__}: {exc}")
-            note(f"error: {failed[-1]}")
-        finally:
-            if "bar" in tiles:
-                tiles.pop("bar").close()
+    try:
+        result = batch.run(jobs, up, opts, note=note, on_start=on_start, on_file=on_file, on_tile=on_tile)
+    finally:
+        if "bar" in tiles:
+            tiles.pop("bar").close()
     bar.close()
-    took = time.perf_counter() - start
-    print(f"{written} written, {skipped} skipped (already there), {len(failed)} failed "
-          f"in {took:.1f} s -> {out}")
-    if skipped and not args.overwrite:
+    print(f"{result.written} written, {result.skipped} skipped (already there), {result.failed} failed "
+          f"in {result.seconds:.1f} s -> {opts.out}")
+    if result.skipped and not args.overwrite:
         print("  (existing outputs were kept; use --overwrite to redo them)")
-    return 1 if failed else 0
+    return 1 if result.failed else 0

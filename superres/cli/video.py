@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from superres.engine.devices import PRECISIONS
+from superres.cli.options import add_engine_options, apply_threads, engine_kwargs
 
 DEFAULT_VIDEO_MODEL = "realesr-animevideov3"
 
@@ -31,13 +31,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("input", nargs="?", metavar="INPUT", help="the video to upscale")
     p.add_argument("-o", "--output", metavar="OUTPUT",
                    help="output video; the extension picks the container (.mkv, .mp4, .mov, .webm, ...)")
-    p.add_argument("-m", "--model", default=DEFAULT_VIDEO_MODEL, metavar="NAME|PATH",
-                   help="zoo model name or a .pth/.pt/.safetensors file (default: %(default)s, made for "
-                        "video and ~30x faster than realesrgan-x4plus)")
-    p.add_argument("--model-scale", type=int, default=None, metavar="N",
-                   help="the factor of a weight file whose tensors do not record it (SRCNN/FSRCNN "
-                        ".pth); wins over an xN in the file name, checked against a recorded factor")
-    p.add_argument("-s", "--scale", type=float, default=None, help="output scale (default: the model's own)")
+    add_engine_options(p, ("model", "model_scale", "scale"), model=dict(
+        default=DEFAULT_VIDEO_MODEL,
+        help="zoo model name or a .pth/.pt/.safetensors file (default: %(default)s, made for video and "
+             "~30x faster than realesrgan-x4plus)"),
+        scale=dict(help="output scale (default: the model's own)"))
     p.add_argument("--codec", default=None,
                    help="h264, h265, av1, vp9, ffv1 or any FFmpeg encoder name (default: h264 via libx264 "
                         "where the container takes it)")
@@ -49,16 +47,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--pix-fmt", default=None,
                    help="output pixel format (default: the source's chroma layout and bit depth, e.g. "
                         "yuv420p10le for 10-bit sources)")
-    p.add_argument("--batch", type=int, default=1,
-                   help="frames per forward pass when a frame fits in one tile (same size: every frame "
-                        "of a video), else tiles per pass as in `upscale`; the auto tile size budgets "
-                        "memory for N (default: 1)")
-    p.add_argument("-t", "--tile", type=int, default=None,
-                   help="tile size in input pixels; 0 = no tiling (default: from free memory)")
-    p.add_argument("--tile-pad", type=int, default=None, help="context pixels around each tile")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto = fp32 on CPU, fp16 on GPU")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    add_engine_options(
+        p, ("batch", "tile", "tile_pad", "device", "precision", "threads"),
+        batch=dict(help="frames per forward pass when a frame fits in one tile (same size: every frame of a "
+                        "video), else tiles per pass as in `upscale`; the auto tile size budgets memory "
+                        "for N (default: 1)"),
+        tile_pad=dict(help="context pixels around each tile"),
+        precision=dict(help="auto = fp32 on CPU, fp16 on GPU"))
     p.add_argument("--segment", type=float, default=None, metavar="SECONDS",
                    help="length of the resumable segments (default: 10)")
     p.add_argument("--frames-dir", metavar="DIR",
@@ -164,18 +159,14 @@ def run(args: argparse.Namespace) -> int:
                                      audio_from=Path(args.audio_from) if args.audio_from else None, fps=fps,
                                      progress=progress, note=note)
         else:
-            import torch
-
             from superres.api import Upscaler
+            from superres.engine.protocol import Engine
 
-            if args.threads:
-                torch.set_num_threads(args.threads)
+            apply_threads(args)
 
-            def load() -> Any:
+            def load() -> Engine:
                 try:
-                    return Upscaler(args.scale, model=args.model, device=args.device,
-                                    precision=args.precision, tile=args.tile, tile_pad=args.tile_pad,
-                                    batch=args.batch, model_scale=args.model_scale)
+                    return Upscaler(args.scale, model=args.model, **engine_kwargs(args))
                 except Exception as exc:  # unknown name, missing carrier, bad file: one clear line
                     raise _ModelError(f"cannot load model {args.model}: {exc}") from exc
 

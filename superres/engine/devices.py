@@ -1,4 +1,7 @@
-"""Device and precision choice: fp32 on CPU, half precision on CUDA, unless told otherwise."""
+"""THE device choice and free-memory probe of superres (engine, restore and train use these).
+
+Precision: fp32 on CPU, half precision on CUDA, unless told otherwise.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,14 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` means CUDA if present, else MPS if present, else CPU; explicit names are checked."""
+def resolve_device(device: str | torch.device | None = "auto", *, allow_mps: bool = True) -> torch.device:
+    """``auto`` means CUDA if present, else MPS if present (and allowed), else CPU; explicit names
+    are checked. Restore passes ``allow_mps=False``: its diffusion runs are made for CUDA or CPU."""
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        mps = getattr(torch.backends, "mps", None)
+        if allow_mps and mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     dev = torch.device(device)
@@ -36,13 +41,31 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     return _DTYPES[precision]
 
 
-def available_memory(device: torch.device) -> int:
-    """Bytes that inference may use on ``device`` right now (free GPU memory, or available RAM)."""
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on ``device`` right now: free CUDA memory, available RAM for the CPU; None where
+    it cannot be told (other devices, or no OS report), so callers may skip a memory check."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
+    if device.type == "cpu":
+        return _host_available()
+    return None
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes that inference may use on ``device`` right now, for sizing tiles: as
+    :func:`free_memory`, with host RAM for devices that share it (MPS) and a 4 GiB guess
+    where nothing is reported."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    host = _host_available()
+    return host if host is not None else 4 << 30
+
+
+def _host_available() -> int | None:
+    """Available host RAM (Linux ``MemAvailable``, else the free pages the OS reports)."""
     try:
-        with open("/proc/meminfo") as f:
+        with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
@@ -51,4 +74,4 @@ def available_memory(device: torch.device) -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 4 << 30
+        return None

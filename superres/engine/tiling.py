@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+
+from superres.engine.runners import Runner
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,17 @@ def iter_tiles(
 
 
 def tiled_forward(
-    module: nn.Module,
+    runner: Runner,
     image: torch.Tensor,
     scale: int,
     *,
     tile: int,
     pad: int,
-    device: torch.device,
-    dtype: torch.dtype = torch.float32,
     batch: int = 1,
-    channels_last: bool = True,
     multiple: int = 1,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """Run ``module`` over ``image`` (C,H,W float32 on CPU) tile by tile; (C_out,H*s,W*s) float32 CPU.
+    """Run ``runner`` over ``image`` (C,H,W float32 on CPU) tile by tile; (C_out,H*s,W*s) float32 CPU.
 
     ``on_tile(done, total)`` is called after each batch, for progress bars.
     """
@@ -80,16 +78,11 @@ def tiled_forward(
     _, h, w = image.shape
     tiles = list(iter_tiles(h, w, tile, pad, multiple))
     out: torch.Tensor | None = None
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, len(tiles), max(1, batch)):
         group = tiles[start:start + max(1, batch)]
-        x = torch.stack([image[:, r.win0:r.win1, c.win0:c.win1] for r, c in group])
-        x = x.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
-        with torch.inference_mode():
-            y = module(x)
+        y = runner.run(torch.stack([image[:, r.win0:r.win1, c.win0:c.win1] for r, c in group]))
         if out is None:
             out = torch.empty((y.shape[1], h * scale, w * scale), dtype=torch.float32)
-        y = y.float().cpu()
         for (r, c), yi in zip(group, y, strict=True):
             out[:, r.core0 * scale:r.core1 * scale, c.core0 * scale:c.core1 * scale] = yi[
                 :,

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from superres.archs import ARCHS
 from superres.archs.luma import LumaOnly, takes_luma
 from superres.engine.devices import available_memory, resolve_device, resolve_dtype
+from superres.engine.runners import Runner, TorchRunner
 from superres.engine.tiling import auto_tile, round_up, tiled_forward
 from superres.io.alpha import bleed_colour, from_float, to_float
 from superres.zoo.loader import LoadedModel
@@ -43,7 +44,13 @@ class TileSettings:
 
 
 class UpscaleEngine:
-    """Runs one loaded model on arrays, tiled, at any target scale."""
+    """Runs one loaded model on arrays, tiled, at any target scale.
+
+    The network itself runs through a :class:`~superres.engine.runners.Runner`: by default a
+    ``TorchRunner`` on ``device`` in ``precision`` (and ``channels_last``); another runner given
+    as ``runner=`` replaces it (then those three are its business) and must take what the
+    engine feeds: RGB tiles, Y-only models wrapped as ``LumaOnly`` already.
+    """
 
     def __init__(
         self,
@@ -54,20 +61,38 @@ class UpscaleEngine:
         tiles: TileSettings | None = None,
         alpha: str = "model",
         channels_last: bool = True,
+        runner: Runner | None = None,
     ) -> None:
         if alpha not in ALPHA_MODES:
             raise ValueError(f"alpha mode must be one of {ALPHA_MODES}, not {alpha!r}")
         self.model = model
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
         self.tiles = tiles or TileSettings()
         self.alpha = alpha
-        self.channels_last = channels_last
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
         # Y-only models (the classic papers' SRCNN/FSRCNN/ESPCN) see Y; chroma is bicubic.
         self.luma = takes_luma(model.module)
-        net = LumaOnly(model.module) if self.luma else model.module
-        self.module = net.to(device=self.device, dtype=self.dtype, memory_format=fmt).eval()
+        if runner is None:
+            dev = resolve_device(device)
+            net = LumaOnly(model.module) if self.luma else model.module
+            runner = TorchRunner(net, dev, resolve_dtype(precision, dev), channels_last=channels_last)
+        self.runner: Runner = runner
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.runner.dtype
+
+    @property
+    def scale(self) -> float:
+        """The default output scale: the model's own."""
+        return self.model.net_scale
+
+    @property
+    def frames_per_pass(self) -> int:
+        """Images (video frames) sent through the network together where each fits in one tile."""
+        return max(1, int(self.tiles.batch))
 
     # ---- tiling policy -------------------------------------------------------------
     @property
@@ -114,10 +139,7 @@ class UpscaleEngine:
         s = self.model.scale
         tile = self.tile_for(h, w)
         if n > 1 and tile >= round_up(max(h, w), m):
-            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-            with torch.inference_mode():
-                y = self.module(x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=fmt))
-            y = y.float().cpu()
+            y = self.runner.run(x)
         else:
             y = torch.stack([self._run_tiles(xi, tile, on_tile) for xi in x])
         y = y[:, :, : h * s, : w * s]
@@ -131,8 +153,7 @@ class UpscaleEngine:
         while True:
             try:
                 return tiled_forward(
-                    self.module, x, self.model.scale, tile=tile, pad=self.pad, device=self.device,
-                    dtype=self.dtype, batch=self.tiles.batch, channels_last=self.channels_last,
+                    self.runner, x, self.model.scale, tile=tile, pad=self.pad, batch=self.tiles.batch,
                     multiple=self.model.size_multiple, on_tile=on_tile,
                 )
             except torch.OutOfMemoryError:

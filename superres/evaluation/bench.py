@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from superres.engine.protocol import Engine
 from superres.zoo import registry
 from superres.zoo.carriers import find_carrier
 
@@ -122,12 +123,12 @@ def run_config(
     torch.set_num_threads(threads)
     info = registry.get(model)
     x = test_image(size)
-    up = superres.load(model, device="cpu", tile=tile)
+    engine: Engine = superres.load(model, device="cpu", tile=tile)
     scale = info.scale
     out_mp = (size * scale) ** 2 / 1e6
     gflop = info.mflop_per_input_pixel * size * size / 1e3
     reset_peak_rss()
-    secs, y = median_seconds(lambda: up.engine.upscale_rgb(torch.from_numpy(x)), repeat)
+    secs, y = median_seconds(lambda: engine.upscale_rgb(torch.from_numpy(x)), repeat)
     rows = [
         BenchRow(
             "superres", model, size, tile, threads, secs, secs * 1e3 / out_mp, gflop / secs, peak_rss_mb()

@@ -76,13 +76,14 @@ def load_methods(
     Raises ``EvalError`` naming the model that cannot be loaded.
     """
     from superres.api import Upscaler
+    from superres.engine.protocol import Engine
 
     methods: list[Method] = []
     notes: list[str] = []
     labels: set[str] = {BICUBIC}
     for spec in specs:
         try:
-            up = Upscaler(model=spec, device=device, precision=precision, tile=tile)
+            up: Engine = Upscaler(model=spec, device=device, precision=precision, tile=tile)
         except Exception as exc:
             raise EvalError(f"cannot load model {spec}: {exc}") from None
         label = Path(spec).stem if Path(spec).is_file() else up.model.name
@@ -93,10 +94,10 @@ def load_methods(
         native = up.model.net_scale
         if not math.isclose(native, scale):
             notes.append(f"{label} is a x{native:g} model; evaluated at x{scale} with "
-                         f"{up.engine.passes_for(scale)} pass(es) and a bicubic resize")
+                         f"{up.passes_for(scale)} pass(es) and a bicubic resize")
 
-        def fn(lr: np.ndarray, _up: Any = up) -> np.ndarray:
-            return _up.upscale(lr, scale=float(scale))
+        def fn(lr: np.ndarray, _up: Engine = up) -> np.ndarray:
+            return _up.upscale_array(lr, float(scale))
 
         fn(np.zeros((16, 16, 3), np.uint8))  # warm-up: the first image's time is not start-up cost
 

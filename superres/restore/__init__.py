@@ -41,17 +41,17 @@ def load_supir(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing below may reach a hub
     import torch
 
+    from superres.engine.devices import resolve_device
     from superres.restore.loader import load_models
     from superres.restore.pipeline import SupirPipeline
     from superres.restore.text import load_tokenizers
 
     if isinstance(dtype, str):
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = resolve_device(device, allow_mps=False)  # THE device choice; SUPIR runs on CUDA or CPU
     from superres.restore.loader import check_checkpoint_file
 
     check_checkpoint_file(sdxl, "sdxl")  # before the tokenizer: a mistyped path is the likelier mistake
     check_checkpoint_file(supir, "supir")
     tokenizers = load_tokenizers(tokenizer)
-    return SupirPipeline(load_models(sdxl, supir), tokenizers, device=device, dtype=dtype, offload=offload)
+    return SupirPipeline(load_models(sdxl, supir), tokenizers, device=dev, dtype=dtype, offload=offload)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from superres.engine.devices import free_memory
 from superres.restore.colour import colour_fix
 from superres.restore.configs import VAE_SCALING_FACTOR
 from superres.restore.loader import SupirModels
@@ -81,20 +82,6 @@ def estimate_memory(
         )
     vae_act = pixels * 2e3
     return int(weights + max(unet_act, vae_act))
-
-
-def _available(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    if device.type == "cpu":
-        try:
-            with open("/proc/meminfo", encoding="ascii") as info:
-                for line in info:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            return None
-    return None
 
 
 class SupirPipeline:
@@ -222,7 +209,7 @@ class SupirPipeline:
 
     def check_memory(self, height: int, width: int, settings: RestoreSettings) -> None:
         need = estimate_memory(height, width, settings, self.dtype, self.offload)
-        have = _available(self.device)
+        have = free_memory(self.device)
         if have is not None and need > have:
             raise RestoreMemoryError(
                 f"a {width}x{height} run needs about {need / 2**30:.1f} GiB on {self.device} (estimate), "

@@ -2,7 +2,7 @@
 
 Install with ``pip install superres[video]`` (PyAV; its wheel bundles FFmpeg). The model and
 engine know nothing about video: this package decodes frames to RGB arrays, hands them to
-``Upscaler.engine.upscale_array`` and encodes the results. See docs/video.md.
+an engine's ``upscale_arrays`` and encodes the results. See docs/video.md.
 """
 
 from __future__ import annotations

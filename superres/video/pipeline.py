@@ -27,6 +27,7 @@ from typing import Any
 import av
 import numpy as np
 
+from superres.engine.protocol import Engine
 from superres.io.atomic import TEMP_SUFFIX
 from superres.video.colour import Colour, FrameConverter, output_colour
 from superres.video.encode import EncoderPlan, container_format, plan_encoder
@@ -436,14 +437,15 @@ def _check_output(opts: VideoOptions, source: Path | None) -> bool:
     return opts.overwrite or not out.exists()
 
 
-def upscale_video(source: Path, up: Any, opts: VideoOptions, *, model_id: dict[str, Any] | None = None,
+def upscale_video(source: Path, up: Engine | Callable[[], Engine], opts: VideoOptions, *,
+                  model_id: dict[str, Any] | None = None,
                   progress: Callable[[int, int], Any] | None = None,
                   note: Callable[[str], None] = print) -> RunReport:
     """Upscale ``source`` with ``up`` into ``opts.output`` and/or ``opts.frames_dir``.
 
-    ``up`` is a ``superres.Upscaler`` or a function returning one: then the model is loaded only
-    once the source has been checked, so a bad file fails in a moment. ``model_id`` identifies
-    the weights for resuming (default: the model's name).
+    ``up`` is an engine (``superres.Upscaler`` or ``UpscaleEngine``) or a function returning one:
+    then the model is loaded only once the source has been checked, so a bad file fails in a
+    moment. ``model_id`` identifies the weights for resuming (default: the model's name).
     """
     report = RunReport(output=opts.output, frames_dir=opts.frames_dir)
     info = probe(source)
@@ -451,10 +453,9 @@ def upscale_video(source: Path, up: Any, opts: VideoOptions, *, model_id: dict[s
     if not _check_output(opts, source):
         report.skipped = True
         return report
-    if not hasattr(up, "engine"):
-        up = up()
-    model_id = model_id or {"name": up.model.name}
-    scale = float(opts.scale or up.scale)
+    engine = up if isinstance(up, Engine) else up()
+    model_id = model_id or {"name": engine.model.name}
+    scale = float(opts.scale or engine.scale)
     deep_src = info.bits > 8
     colour_out = output_colour(info.colour)
     target = _plan_target(opts, src_pix_fmt=info.pix_fmt, size=(info.width, info.height), scale=scale,
@@ -476,7 +477,7 @@ def upscale_video(source: Path, up: Any, opts: VideoOptions, *, model_id: dict[s
                    model=str(model_id.get("name")), scale=scale)
 
     def upscale(frames: list[np.ndarray]) -> list[np.ndarray]:
-        return up.engine.upscale_arrays(frames, scale)
+        return engine.upscale_arrays(frames, scale)
 
     def source_items(skip: Callable[[FrameItem], bool]) -> Iterator[FrameItem]:
         return decode_source(info, deep, opts.segment_seconds, skip, report)
@@ -485,7 +486,7 @@ def upscale_video(source: Path, up: Any, opts: VideoOptions, *, model_id: dict[s
         note(f"note: {source}: {n}")
     report.notes.clear()
     return _execute(report, target, opts, side, source_items, upscale, info.packets, source, info.index,
-                    progress, note, frames_per_pass=max(1, int(up.engine.tiles.batch)))
+                    progress, note, frames_per_pass=engine.frames_per_pass)
 
 
 def assemble_frames(folder: Path, opts: VideoOptions, *, audio_from: Path | None = None,

@@ -1,0 +1,67 @@
+"""The engine options of ``upscale``, ``video`` and ``eval``, declared once.
+
+Each option's flags, type, default and usual help live in ``ENGINE_OPTIONS``; a command adds
+the ones it takes, in its own order, and passes the bits where its wording or default
+differs (e.g. ``eval`` defaults to fp32, ``video``'s ``--batch`` batches frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from superres.engine.devices import PRECISIONS
+
+DEFAULT_MODEL = "realesrgan-x4plus"
+
+ENGINE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "model": (("-m", "--model"), dict(
+        default=DEFAULT_MODEL, metavar="NAME|PATH",
+        help="zoo model name (see `superres models`) or a .pth/.pt/.safetensors file "
+             "(default: %(default)s)")),
+    "model_scale": (("--model-scale",), dict(
+        type=int, default=None, metavar="N",
+        help="the factor of a weight file whose tensors do not record it (SRCNN/FSRCNN .pth); wins over "
+             "an xN in the file name, checked against a recorded factor")),
+    "scale": (("-s", "--scale"), dict(
+        type=float, default=None,
+        help="output scale, any value (default: the model's own); model pass(es), then a high-quality "
+             "resize")),
+    "tile": (("-t", "--tile"), dict(
+        type=int, default=None, help="tile size in input pixels; 0 = no tiling (default: from free memory)")),
+    "tile_pad": (("--tile-pad",), dict(
+        type=int, default=None,
+        help="context pixels around each tile (default: the receptive field where finite, else 32)")),
+    "batch": (("--batch",), dict(type=int, default=1, help="tiles per forward pass (default: 1)")),
+    "device": (("--device",), dict(default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")),
+    "precision": (("--precision",), dict(
+        choices=PRECISIONS, default="auto", help="auto = fp32 on CPU, fp16 on GPU (default: auto)")),
+    "threads": (("--threads",), dict(type=int, default=None, help="CPU threads for PyTorch")),
+}
+
+
+def add_engine_options(parser: argparse.ArgumentParser, names: Sequence[str] = tuple(ENGINE_OPTIONS),
+                       **overrides: dict[str, Any]) -> None:
+    """Add the engine options ``names``, in that order; ``overrides[name]`` replaces argparse
+    keywords of that option (help, default, action, ...) for this command."""
+    unknown = set(names) - set(ENGINE_OPTIONS) | set(overrides) - set(names)
+    if unknown:
+        raise ValueError(f"unknown or unused engine options: {sorted(unknown)}")
+    for name in names:
+        flags, kwargs = ENGINE_OPTIONS[name]
+        parser.add_argument(*flags, **{**kwargs, **overrides.get(name, {})})
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Upscaler`` keywords among the parsed engine options that the command has."""
+    keys = ("device", "precision", "tile", "tile_pad", "batch", "model_scale")
+    return {k: getattr(args, k) for k in keys if hasattr(args, k)}
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """``--threads N``: PyTorch's CPU thread count (left alone when not given)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
