@@ -8,8 +8,9 @@ an engine's ``upscale_arrays`` and encodes the results. See docs/video.md.
 from __future__ import annotations
 
 from superres.video.errors import VideoError
-from superres.video.pipeline import RunReport, VideoOptions, assemble_frames, upscale_video
+from superres.video.pipeline import VideoOptions, assemble_frames, upscale_video
 from superres.video.probe import VideoInfo, probe
+from superres.video.sources import RunReport
 
 __all__ = ["RunReport", "VideoError", "VideoInfo", "VideoOptions", "assemble_frames", "probe",
            "upscale_video"]
