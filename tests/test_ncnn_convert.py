@@ -20,8 +20,8 @@ from PIL import Image
 
 from superres.archs import detect_arch
 from superres.archs.common import count_params
-from superres.zoo.convert import ConvertedModel, convert_files, convert_ncnn
-from superres.zoo.ncnn import (
+from superres.ncnn import ConvertedModel, convert_files, convert_ncnn
+from superres.ncnn.reader import (
     TAG_FP16,
     TAG_FP32,
     TAG_FP32_SCALED,

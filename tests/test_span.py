@@ -26,12 +26,13 @@ import superres
 from superres.archs import detect_arch
 from superres.archs.span import OFFICIAL_MEAN, SPAN
 from superres.metrics import evaluate_pair, imresize
-from superres.zoo.carriers import REALESRGAN_NCNN, missing_message
-from superres.zoo.convert import ConvertedModel, convert_files
+from superres.ncnn import ConvertedModel, convert_files
+from superres.ncnn.reader import NcnnFormatError
+from superres.weights.carriers import REALESRGAN_NCNN, missing_message
+from superres.zoo.catalogue import MODELS, unique_models
+from superres.zoo.info import ModelInfo
 from superres.zoo.loader import load_model
-from superres.zoo.models_span import SPAN_NCNN
-from superres.zoo.ncnn import NcnnFormatError
-from superres.zoo.registry import MODELS, ModelInfo, unique_models
+from superres.zoo.span import SPAN_NCNN
 
 SPAN_MODELS = [m for m in unique_models() if m.arch == "span"]
 STEMS = {m.name: Path(m.param_file).stem for m in SPAN_MODELS}

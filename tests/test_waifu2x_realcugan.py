@@ -24,15 +24,15 @@ from PIL import Image
 from superres.archs import detect_arch
 from superres.archs.common import count_params
 from superres.engine.upscaler import TileSettings, UpscaleEngine
-from superres.zoo import registry
-from superres.zoo.carriers import find_carrier
-from superres.zoo.convert import ConvertedModel, convert_files
+from superres.ncnn import ConvertedModel, convert_files
+from superres.ncnn.reader import NcnnFormatError
+from superres.weights.carriers import find_carrier
+from superres.zoo import catalogue
+from superres.zoo.info import ModelInfo
 from superres.zoo.loader import load_model, model_from_state_dict
-from superres.zoo.ncnn import NcnnFormatError
-from superres.zoo.registry import ModelInfo
 
 ARCHS = ("upconv7", "cunet", "realcugan")
-MODELS = {m.name: m for m in registry.unique_models() if m.arch in ARCHS}
+MODELS = {m.name: m for m in catalogue.unique_models() if m.arch in ARCHS}
 TOLERANCE = 1e-4
 # arch -> scale -> (pre-padding per side, side multiple, numpy pad mode): the C++ wrappers' values
 PADDING = {
@@ -161,7 +161,7 @@ def test_registry_has_exactly_the_wheel_files() -> None:
     aliases = {"realcugan-x2": "realcugan-se-x2-conservative", "realcugan-x3": "realcugan-se-x3-conservative",
                "realcugan-x4": "realcugan-se-x4-conservative", "waifu2x-x2": "waifu2x-cunet-x2"}
     for alias, target in aliases.items():
-        assert registry.get(alias).name == target
+        assert catalogue.get(alias).name == target
 
 
 # --- every model against ncnn --------------------------------------------------------------------
@@ -243,7 +243,7 @@ def test_waifu2x_x2_cunet_file_detects_as_realcugan(converted: Callable[[str], C
 def test_named_models_load_from_the_carrier(name: str, module_of: Callable[[str], torch.nn.Module],
                                             two_threads: None) -> None:
     loaded = load_model(name)
-    info = registry.get(name)
+    info = catalogue.get(name)
     assert (loaded.name, loaded.arch, loaded.kwargs) == (info.name, info.arch, info.kwargs)
     assert loaded.licence == "MIT"
     x = torch.rand(1, 3, 11, 14, generator=torch.Generator().manual_seed(5))

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from superres.zoo import registry
-from superres.zoo.carriers import find_carrier
+from superres.weights.carriers import find_carrier
+from superres.zoo import catalogue
 
 
 @dataclass
@@ -77,7 +77,7 @@ class NcnnRunner:
     def __init__(self, model: str, threads: int) -> None:
         import ncnn  # test/bench-only dependency
 
-        info = registry.get(model)
+        info = catalogue.get(model)
         src = find_carrier(info.carrier, info.param_file)
         if src is None or not src.location.is_dir():
             raise FileNotFoundError(f"no unpacked ncnn files for {model}")
@@ -120,7 +120,7 @@ def run_config(
     import superres
 
     torch.set_num_threads(threads)
-    info = registry.get(model)
+    info = catalogue.get(model)
     x = test_image(size)
     up = superres.load(model, device="cpu", tile=tile)
     scale = info.scale

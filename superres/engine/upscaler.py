@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.archs import ARCHS
-from superres.archs.luma import LumaOnly, takes_luma
+from superres.archs.luma import LumaOnly
 from superres.engine.devices import available_memory, resolve_device, resolve_dtype
 from superres.engine.tiling import auto_tile, round_up, tiled_forward
 from superres.io.alpha import bleed_colour, from_float, to_float
@@ -65,7 +64,7 @@ class UpscaleEngine:
         self.channels_last = channels_last
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         # Y-only models (the classic papers' SRCNN/FSRCNN/ESPCN) see Y; chroma is bicubic.
-        self.luma = takes_luma(model.module)
+        self.luma = model.luma_only
         net = LumaOnly(model.module) if self.luma else model.module
         self.module = net.to(device=self.device, dtype=self.dtype, memory_format=fmt).eval()
 
@@ -76,7 +75,7 @@ class UpscaleEngine:
         if self.tiles.pad is not None:
             pad = self.tiles.pad
         else:
-            radius = ARCHS[self.model.arch].receptive_radius(**self.model.kwargs)
+            radius = self.model.spec.receptive_radius(**self.model.kwargs)
             pad = radius if radius is not None else DEFAULT_RRDB_PAD
             if self.luma:
                 pad = max(pad, 2)  # the bicubic chroma reaches 2 input pixels
@@ -90,8 +89,7 @@ class UpscaleEngine:
             return whole
         if self.tiles.tile is not None:
             return min(whole, round_up(max(self.tiles.tile, m), m))
-        spec = ARCHS[self.model.arch]
-        per_px = spec.activation_elems_per_pixel(**self.model.kwargs) * self.dtype.itemsize
+        per_px = self.model.spec.activation_elems_per_pixel(**self.model.kwargs) * self.dtype.itemsize
         share = 0.6 if self.device.type == "cuda" else 0.25
         # On CPU, big tiles buy nothing once the convs are large enough: cap them.
         cap = 2048 if self.device.type == "cuda" else 512
