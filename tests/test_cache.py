@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from superres.zoo import carriers, registry
+from superres.weights import carriers
+from superres.weights.carriers import CarrierMissingError
+from superres.zoo import catalogue
 from superres.zoo.cache import load_named_state_dict, tensors_sha256
-from superres.zoo.carriers import CarrierMissingError
 from superres.zoo.loader import load_model
 
-INFO = registry.get("realesr-animevideov3")
+INFO = catalogue.get("realesr-animevideov3")
 
 
 @pytest.fixture

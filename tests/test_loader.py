@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 from superres.archs.rrdbnet import RRDBNet
 from superres.archs.srvgg import SRVGGNetCompact
-from superres.zoo.loader import ModelFileError, load_model, read_state_dict
+from superres.weights import ModelFileError, read_state_dict
+from superres.zoo.loader import load_model
 
 VARIANTS = [
     (RRDBNet, {"scale": 4, "num_feat": 16, "num_block": 2, "num_grow_ch": 8}),

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from superres.archs import build
+from superres.archs import ARCHS, build
 from superres.archs.luma import (
     Y_OFFSET,
     Y_WEIGHTS,
@@ -19,7 +19,6 @@ from superres.archs.luma import (
     luma_state_dict,
     rgb_to_y,
     rgb_to_ycbcr,
-    takes_luma,
     ycbcr_to_rgb,
 )
 from superres.engine.upscaler import TileSettings, UpscaleEngine
@@ -54,12 +53,14 @@ def test_ycbcr_is_matlab_rgb2ycbcr_and_inverts() -> None:
 def test_rgb_weights_convert_to_an_equal_y_model_on_gray(arch: str) -> None:
     torch.manual_seed(0)
     kwargs = TINY[arch]
+    spec = ARCHS[arch]
     rgb = build(arch, num_channels=3, **kwargs).eval()
     sd = rgb.state_dict()
-    assert is_rgb_input(arch, sd) and not takes_luma(rgb)
+    assert is_rgb_input(spec, sd) and not spec.luma_only(num_channels=3, **kwargs)
     y_net = build(arch, num_channels=1, **kwargs).eval()
-    y_net.load_state_dict(luma_state_dict(arch, sd))
-    assert takes_luma(y_net) and not is_rgb_input(arch, y_net.state_dict())
+    y_net.load_state_dict(luma_state_dict(spec, sd))
+    assert spec.luma_only(num_channels=1, **kwargs) and not is_rgb_input(spec, y_net.state_dict())
+    assert _loaded(y_net, arch, {"num_channels": 1, **kwargs}).luma_only
     gray = torch.rand(1, 1, 40, 40).expand(1, 3, 40, 40)
     with torch.no_grad():
         out = rgb(gray)
@@ -68,9 +69,9 @@ def test_rgb_weights_convert_to_an_equal_y_model_on_gray(arch: str) -> None:
     b = 14 * kwargs["scale"]  # away from the zero-padded border, where gray in != Y in
     assert torch.allclose(got[..., b:-b, b:-b], want[..., b:-b, b:-b], atol=1e-5)
     with pytest.raises(ValueError, match="not 3"):
-        luma_state_dict(arch, y_net.state_dict())
+        luma_state_dict(spec, y_net.state_dict())
     with pytest.raises(ValueError, match="no RGB -> Y weight conversion for edsr"):
-        luma_state_dict("edsr", sd)
+        luma_state_dict(ARCHS["edsr"], sd)
 
 
 def test_engine_runs_a_y_model_on_y_and_upscales_chroma_bicubically() -> None:

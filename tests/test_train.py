@@ -384,7 +384,7 @@ def test_distillation_and_fine_tuning(data: dict[str, Path], tmp_path: Path) -> 
                               tmp_path), device="cpu", progress=False, echo=lambda _m: None)
     start = {k: v.clone() for k, v in ft.model.net_g.state_dict().items()}
     assert ft.model.arch == "espcn"
-    from superres.zoo.loader import read_state_dict
+    from superres.weights import read_state_dict
 
     assert all(torch.equal(start[k], v) for k, v in read_state_dict(teacher).items())
     ft.run()
@@ -514,6 +514,7 @@ def test_init_copies_the_matching_layers_of_another_scale(data: dict[str, Path],
 def test_y_only_model_starts_from_rgb_weights_and_trains_on_y(data: dict[str, Path], tmp_path: Path) -> None:
     """num_channels: 1 trains on rgb2ycbcr Y (as the papers and the Set5 protocol); model.init of an RGB
     file converts it (input conv summed over colours, output the luma of the three colours)."""
+    from superres.archs import ARCHS
     from superres.archs.luma import luma_state_dict
     from superres.zoo.loader import load_model
 
@@ -529,7 +530,7 @@ def test_y_only_model_starts_from_rgb_weights_and_trains_on_y(data: dict[str, Pa
                            "val": {"hr": str(data["val"]), "every": 20}})
     t = Trainer(parse_config(raw, tmp_path), device="cpu", progress=False, echo=lambda _msg: None)
     assert t.model.luma and t.model.init_report is not None and not t.model.init_report["fresh"]
-    converted = luma_state_dict("espcn", load_file(weights))
+    converted = luma_state_dict(ARCHS["espcn"], load_file(weights))
     for key, value in t.model.net_g.state_dict().items():
         assert torch.equal(value, converted[key]), key
     t.run()

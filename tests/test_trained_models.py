@@ -16,8 +16,8 @@ import pytest
 
 import superres
 from superres.cli.main import main
-from superres.zoo.models_trained import PUBLISHED_FSRCNN_SET5, SET5
-from superres.zoo.registry import MODELS, unique_models
+from superres.zoo.catalogue import MODELS, unique_models
+from superres.zoo.trained import PUBLISHED_FSRCNN_SET5, SET5
 from tests.conftest import REPO
 
 SHIPPED = [f"{arch}-x{s}" for arch in ("fsrcnn", "espcn") for s in (2, 3, 4)]

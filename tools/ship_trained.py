@@ -1,12 +1,13 @@
-"""Copy a finished training run's weights into the package and print its registry line.
+"""Copy a finished training run's weights into the package and print its catalogue line.
 
-Maintainer tool for the models superres ships (``superres/zoo/models_trained.py``):
+Maintainer tool for the models superres ships (``superres/zoo/trained.py``):
 
     python tools/ship_trained.py runs/fsrcnn_x3_291_s3 fsrcnn-x3
 
 It copies ``RUN/last.safetensors`` (the last EMA weights; never the best-on-Set5 ones, as Set5
 is the test set) to ``superres/zoo/weights/NAME.safetensors`` and prints the tuple to paste into
-``_TRAINED``: name, arch, kwargs (from the file's header), scale and the tensor hash checked at load.
+``_TRAINED``: name, arch, kwargs (from the file's header, holding the scale) and the tensor hash checked
+at load.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ def main() -> None:
     shutil.copyfile(src, dst)
     os.chmod(dst, 0o644)
     print(f"{dst}: iteration {meta.get('superres.iteration')}, weights {meta.get('superres.weights')}")
-    print(f'    ("{args.name}", "{meta["superres.arch"]}", {kwargs!r}, {int(meta["superres.scale"])}, '
-          f'"{sha}"),')
+    print(f'    ("{args.name}", "{meta["superres.arch"]}", {kwargs!r},\n     "{sha}"),')
 
 
 if __name__ == "__main__":

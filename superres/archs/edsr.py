@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from superres.archs.common import conv_shape, numbered, tolerant, top_level_names
+from superres.archs.spec import ArchSpec
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -177,3 +178,10 @@ def activation_elems_per_pixel(num_channels: int = 3, scale: int = 4, num_feats:
     the last upsampling conv's output and its shuffled copy."""
     f = num_feats
     return float(max(4 * f, f + 2 * f * scale * scale) + 2 * num_channels * scale * scale)
+
+
+SPECS = (ArchSpec(
+    name="edsr", build=EDSR, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel, trunk="body",
+),)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from superres.archs.common import conv_shape, tolerant, top_level_names
+from superres.archs.spec import ArchSpec, LumaLayers, num_channels_is_one
 
 
 class ESPCN(nn.Module):
@@ -97,3 +98,11 @@ def receptive_radius(blocks: int = 0, **_: Any) -> int:
 def activation_elems_per_pixel(num_channels: int = 1, scale: int = 3, n1: int = 64, n2: int = 32,
                                blocks: int = 0, **_: Any) -> float:
     return float(n1 + n2 + 2 * blocks * n2 + 2 * num_channels * scale * scale)
+
+
+SPECS = (ArchSpec(
+    name="espcn", build=ESPCN, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel,
+    luma_only=num_channels_is_one(1), luma_layers=LumaLayers("first_part.0", "last_part.0", "shuffle"),
+),)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from superres.archs.common import conv_shape, numbered, tolerant, top_level_names
+from superres.archs.spec import ArchSpec, LumaLayers, num_channels_is_one
 
 
 class FSRCNN(nn.Module):
@@ -136,3 +137,11 @@ def receptive_radius(scale: int = 3, m: int = 4, deconv_kernel: int = 9, **_: An
 def activation_elems_per_pixel(num_channels: int = 1, scale: int = 3, d: int = 56, **_: Any) -> float:
     """Conv output + PReLU output at LR, or the expanded features + the HR output."""
     return float(max(2 * d, d + num_channels * scale * scale) + num_channels)
+
+
+SPECS = (ArchSpec(
+    name="fsrcnn", build=FSRCNN, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel,
+    luma_only=num_channels_is_one(1), luma_layers=LumaLayers("first_part.0", "last_part", "deconv"),
+),)

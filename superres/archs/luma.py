@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.archs import ARCHS
+from superres.archs.spec import ArchSpec
 from superres.metrics.colour import RGB2YCBCR, YCBCR_OFFSET
 
 # MATLAB rgb2ycbcr (metrics.colour, the Y Set5 is scored on) for RGB in [0, 1]:
@@ -46,11 +48,6 @@ def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
     return _apply(_INVERSE, x - _OFFSET.to(device=x.device, dtype=x.dtype).view(1, 3, 1, 1))
 
 
-def takes_luma(module: nn.Module) -> bool:
-    """True for a network with one input channel (a Y-only model)."""
-    return getattr(module, "num_channels", None) == 1
-
-
 class LumaOnly(nn.Module):
     """Runs a Y-only network on (N,3,H,W) RGB; chroma is upscaled bicubically."""
 
@@ -66,35 +63,29 @@ class LumaOnly(nn.Module):
         return ycbcr_to_rgb(torch.cat([y, chroma], 1)).to(x.dtype)
 
 
-# ---- RGB weights -> Y weights ------------------------------------------------------------
-
-# (input conv, output layer, how the output layer holds its colour channels) per family:
-# "conv": Conv2d weight (C, in, k, k); "deconv": ConvTranspose2d weight (in, C, k, k);
-# "shuffle": Conv2d feeding PixelShuffle, channels grouped as (C, s*s).
-_LAYERS = {
-    "srcnn": ("conv1", "conv3", "conv"),
-    "fsrcnn": ("first_part.0", "last_part", "deconv"),
-    "espcn": ("first_part.0", "last_part.0", "shuffle"),
-}
+# ---- RGB weights -> Y weights (the layers are the spec's ``luma_layers``) ------------------
 
 
-def is_rgb_input(arch: str, sd: dict[str, torch.Tensor]) -> bool:
+def is_rgb_input(spec: ArchSpec, sd: dict[str, torch.Tensor]) -> bool:
     """True if ``sd`` is a three-channel model of a family :func:`luma_state_dict` converts."""
-    first = _LAYERS.get(arch, ("",))[0]
-    w = sd.get(f"{first}.weight")
+    if spec.luma_layers is None:
+        return False
+    w = sd.get(f"{spec.luma_layers.first}.weight")
     return w is not None and w.ndim == 4 and w.shape[1] == 3
 
 
-def luma_state_dict(arch: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def luma_state_dict(spec: ArchSpec, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Y-only weights equal to the RGB model ``sd`` on gray images (up to border effects).
 
     A gray pixel g becomes Y = a + k g (a = 16/255, k = 219/255), so the input conv is summed
     over colours and rescaled by 1/k with its bias shifted; the output becomes
     a + sum_c w_c out_c with the ``rgb2ycbcr`` luma weights w_c.
     """
-    if arch not in _LAYERS:
-        raise ValueError(f"no RGB -> Y weight conversion for {arch}; known: {', '.join(_LAYERS)}")
-    first, last, kind = _LAYERS[arch]
+    if spec.luma_layers is None:
+        known = ", ".join(name for name, s in ARCHS.items() if s.luma_layers is not None)
+        raise ValueError(f"no RGB -> Y weight conversion for {spec.name}; known: {known}")
+    arch = spec.name
+    first, last, kind = spec.luma_layers
     out = dict(sd)
     w, b = sd[f"{first}.weight"].double(), sd[f"{first}.bias"].double()
     if w.shape[1] != 3:

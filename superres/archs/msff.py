@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from superres.archs.common import conv_shape, numbered, tolerant, top_level_names
+from superres.archs.spec import ArchSpec, num_channels_is_one
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -172,3 +173,11 @@ def activation_elems_per_pixel(num_channels: int = 3, scale: int = 8, num_feat: 
     trunk = 4 * f + 2 * (f + rdb_convs * growth)
     s2 = scale * scale
     return float(max(trunk, f + 2 * f * s2 + 2 * num_channels * s2))
+
+
+SPECS = (ArchSpec(
+    name="msff", build=MSFFNet, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel,
+    luma_only=num_channels_is_one(3),
+),)

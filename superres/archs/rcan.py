@@ -19,6 +19,7 @@ from torch import nn
 
 from superres.archs.common import conv_shape, numbered, tolerant, top_level_names
 from superres.archs.edsr import MeanShift, Upsampler, detect_rgb_range, detect_tail, upsampler_macs
+from superres.archs.spec import ArchSpec
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
@@ -131,3 +132,10 @@ def activation_elems_per_pixel(num_channels: int = 3, scale: int = 4, num_feats:
     """Long skip, group input, block input, conv and ReLU outputs; or the upsampler's last conv."""
     f = num_feats
     return float(max(5 * f, f + 2 * f * scale * scale) + 2 * num_channels * scale * scale)
+
+
+SPECS = (ArchSpec(
+    name="rcan", build=RCAN, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel, trunk="body",
+),)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.archs.spec import ArchSpec
 from superres.archs.waifu2x import UNet1, UNet2, crop, edge_pad, unet1_macs, unet2_macs
 
 # scale: (reflect pre-padding per side, side multiple), as upstream and realcugan-ncnn-vulkan
@@ -109,3 +110,10 @@ def activation_elems_per_pixel(scale: int = 2, **_: Any) -> float:
     """Peak live activations per LR pixel: UNet2's first level at 2x (x2, x4) or 3x (x3) resolution."""
     r = 3 if scale == 3 else 2
     return r * r * (64.0 + 32.0 + 64.0 + 64.0) + 3.0 * 64.0
+
+
+SPECS = (ArchSpec(
+    name="realcugan", build=UpCunet, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel,
+),)

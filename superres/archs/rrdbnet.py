@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from superres.archs.common import conv_shape
+from superres.archs.spec import ArchSpec
 
 
 class ResidualDenseBlock(nn.Module):
@@ -135,3 +136,32 @@ def mflop_per_input_pixel(num_feat: int = 64, num_block: int = 23, num_grow_ch: 
     # after the trunk the features are upsampled x4 relative to the trunk resolution
     up = 4 * 9 * f * f + 16 * 9 * f * f + 16 * 9 * f * f + 16 * 9 * f * num_out_ch
     return 2 * (trunk + up) * lr / 1e6
+
+
+_UNSHUFFLE = {1: 4, 2: 2, 4: 1}  # pixel-unshuffle factor of the input, per scale
+
+
+def receptive_radius(num_block: int = 23, scale: int = 4, **_: Any) -> int | None:
+    """None: 15 convs per block in the trunk alone, hundreds of pixels."""
+    return None
+
+
+def activation_elems_per_pixel(num_feat: int = 64, num_grow_ch: int = 32, scale: int = 4, **_: Any) -> float:
+    """HR stage: upsampled features, conv output and the next conv's output live at once;
+    trunk: the dense block concat (f + 4g) plus block input/output, at 1/r^2 density."""
+    r2 = {1: 16, 2: 4, 4: 1}[scale]
+    return 3.0 * num_feat * scale * scale + 3.0 * (2 * num_feat + 4 * num_grow_ch) / r2
+
+
+def size_multiple(scale: int = 4, **_: Any) -> int:
+    """The x1/x2 variants pixel-unshuffle the input, so its sides must divide by 4 / 2."""
+    return _UNSHUFFLE[scale]
+
+
+SPECS = (
+    ArchSpec(
+        name="rrdbnet", build=RRDBNet, detect=detect, scale_key="scale",
+        mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+        activation_elems_per_pixel=activation_elems_per_pixel, size_multiple=size_multiple, trunk="body",
+    ),
+)

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from superres.archs.common import conv_shape
+from superres.archs.spec import ArchSpec
 
 # The official checkpoints' normalisation (the DIV2K RGB mean, x255), as float32 values.
 OFFICIAL_MEAN: tuple[float, float, float] = tuple(  # type: ignore[assignment]
@@ -306,3 +307,10 @@ def activation_elems_per_pixel(feature_channels: int = 48, num_out_ch: int = 3, 
     that, the upsampler output and its pixel-shuffled copy (2 x out x s^2).
     """
     return 10.0 * feature_channels + 2.0 * num_out_ch * upscale * upscale
+
+
+SPECS = (ArchSpec(
+    name="span", build=SPAN, detect=detect, scale_key="upscale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel,
+),)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from superres.archs.common import conv_shape, tolerant
+from superres.archs.spec import ArchSpec, LumaLayers, num_channels_is_one
 
 
 class SRCNN(nn.Module):
@@ -94,3 +95,11 @@ def activation_elems_per_pixel(num_channels: int = 1, scale: int = 3, n1: int = 
                                **_: Any) -> float:
     """Upscaled input + conv1 output + conv2 output live at once, on s^2 pixels."""
     return float((num_channels + n1 + n2) * scale * scale + num_channels)
+
+
+SPECS = (ArchSpec(
+    name="srcnn", build=SRCNN, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel,
+    luma_only=num_channels_is_one(1), luma_layers=LumaLayers("conv1", "conv3", "conv"),
+),)

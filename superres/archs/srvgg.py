@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from superres.archs.common import conv_shape
+from superres.archs.spec import ArchSpec
 
 
 class SRVGGNetCompact(nn.Module):
@@ -102,3 +103,22 @@ def mflop_per_input_pixel(num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int
     macs = 9 * num_in_ch * num_feat + num_conv * 9 * num_feat * num_feat
     macs += 9 * num_feat * num_out_ch * upscale * upscale
     return 2 * macs / 1e6
+
+
+def receptive_radius(num_conv: int = 16, **_: Any) -> int:
+    """One pixel per 3x3 conv."""
+    return num_conv + 2
+
+
+def activation_elems_per_pixel(num_feat: int = 64, num_out_ch: int = 3, upscale: int = 4, **_: Any) -> float:
+    """The features, the next conv's output and the last conv's output + its shuffled copy."""
+    return 3.0 * num_feat + 4.0 * num_out_ch * upscale * upscale
+
+
+SPECS = (
+    ArchSpec(
+        name="srvgg", build=SRVGGNetCompact, detect=detect, scale_key="upscale",
+        mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+        activation_elems_per_pixel=activation_elems_per_pixel, trunk="body",
+    ),
+)

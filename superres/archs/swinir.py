@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from superres.archs.common import conv_shape, numbered, tolerant, top_level_names
+from superres.archs.spec import ArchSpec
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv")
@@ -479,3 +480,10 @@ def activation_elems_per_pixel(num_channels: int = 3, scale: int = 4, embed_dim:
     else:
         head = d + 2 * num_feat * s2 + num_channels * s2
     return float(max(trunk, head))
+
+
+SPECS = (ArchSpec(
+    name="swinir", build=SwinIR, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel, trunk="layers",
+),)

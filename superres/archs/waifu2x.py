@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.archs.spec import ArchSpec
+
 _SLOPE = 0.1  # every LeakyReLU in waifu2x and Real-CUGAN
 
 
@@ -305,3 +307,17 @@ def activation_elems_per_pixel(out_channels: int = 3, **_: Any) -> float:
 def cunet_activation_elems_per_pixel(scale: int = 2, **_: Any) -> float:
     """CUNet peak per LR pixel: UNet2's first level (64-channel skip + 32/64-channel convs) at s^2."""
     return scale * scale * (64.0 + 32.0 + 64.0 + 64.0) + 3.0 * 64.0
+
+
+SPECS = (
+ArchSpec(
+    name="upconv7", build=UpConv7, detect=detect, scale_key="scale",
+    mflop_per_input_pixel=mflop_per_input_pixel, receptive_radius=receptive_radius,
+    activation_elems_per_pixel=activation_elems_per_pixel,
+),
+ArchSpec(
+    name="cunet", build=CUNet, detect=detect_cunet, scale_key="scale",
+    mflop_per_input_pixel=cunet_mflop_per_input_pixel, receptive_radius=cunet_receptive_radius,
+    activation_elems_per_pixel=cunet_activation_elems_per_pixel,
+),
+)

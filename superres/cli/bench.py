@@ -40,12 +40,12 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from superres.evaluation.bench import run_config
-    from superres.zoo import registry
+    from superres.zoo import catalogue
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         for m in models:
-            registry.get(m)
+            catalogue.get(m)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,9 +19,9 @@ def add_parser(sub: Any) -> None:
 
 
 def rows() -> list[dict[str, Any]]:
+    from superres.weights.carriers import missing_message
     from superres.zoo.cache import is_available
-    from superres.zoo.carriers import missing_message
-    from superres.zoo.registry import unique_models
+    from superres.zoo.catalogue import unique_models
 
     out = []
     for m in unique_models():

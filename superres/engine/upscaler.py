@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.archs import ARCHS
-from superres.archs.luma import LumaOnly, takes_luma
+from superres.archs.luma import LumaOnly
 from superres.engine.devices import available_memory, resolve_device, resolve_dtype
 from superres.engine.runners import Runner, TorchRunner
 from superres.engine.tiling import auto_tile, round_up, tiled_forward
@@ -69,7 +68,7 @@ class UpscaleEngine:
         self.tiles = tiles or TileSettings()
         self.alpha = alpha
         # Y-only models (the classic papers' SRCNN/FSRCNN/ESPCN) see Y; chroma is bicubic.
-        self.luma = takes_luma(model.module)
+        self.luma = model.luma_only
         if runner is None:
             dev = resolve_device(device)
             net = LumaOnly(model.module) if self.luma else model.module
@@ -101,7 +100,7 @@ class UpscaleEngine:
         if self.tiles.pad is not None:
             pad = self.tiles.pad
         else:
-            radius = ARCHS[self.model.arch].receptive_radius(**self.model.kwargs)
+            radius = self.model.spec.receptive_radius(**self.model.kwargs)
             pad = radius if radius is not None else DEFAULT_RRDB_PAD
             if self.luma:
                 pad = max(pad, 2)  # the bicubic chroma reaches 2 input pixels
@@ -115,8 +114,7 @@ class UpscaleEngine:
             return whole
         if self.tiles.tile is not None:
             return min(whole, round_up(max(self.tiles.tile, m), m))
-        spec = ARCHS[self.model.arch]
-        per_px = spec.activation_elems_per_pixel(**self.model.kwargs) * self.dtype.itemsize
+        per_px = self.model.spec.activation_elems_per_pixel(**self.model.kwargs) * self.dtype.itemsize
         share = 0.6 if self.device.type == "cuda" else 0.25
         # On CPU, big tiles buy nothing once the convs are large enough: cap them.
         cap = 2048 if self.device.type == "cuda" else 512

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from superres.engine.protocol import Engine
-from superres.zoo import registry
-from superres.zoo.carriers import find_carrier
+from superres.weights.carriers import find_carrier
+from superres.zoo import catalogue
 
 
 @dataclass
@@ -78,7 +78,7 @@ class NcnnRunner:
     def __init__(self, model: str, threads: int) -> None:
         import ncnn  # test/bench-only dependency
 
-        info = registry.get(model)
+        info = catalogue.get(model)
         src = find_carrier(info.carrier, info.param_file)
         if src is None or not src.location.is_dir():
             raise FileNotFoundError(f"no unpacked ncnn files for {model}")
@@ -121,7 +121,7 @@ def run_config(
     import superres
 
     torch.set_num_threads(threads)
-    info = registry.get(model)
+    info = catalogue.get(model)
     x = test_image(size)
     engine: Engine = superres.load(model, device="cpu", tile=tile)
     scale = info.scale

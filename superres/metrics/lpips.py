@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from superres.zoo.carriers import Carrier, find_carrier
-from superres.zoo.loader import ModelFileError, read_state_dict, unwrap_state_dict
+from superres.weights import ModelFileError, read_state_dict, unwrap_state_dict
+from superres.weights.carriers import Carrier, find_carrier
 
 __all__ = ["LPIPS", "LPIPSWeightsError", "LPIPSWeightsMissing", "lpips_distance"]
 

@@ -278,13 +278,13 @@ def _model_ref(value: Any, key: str, base: Path, check: bool) -> str:
     """A zoo model name (kept as is) or a weight file (resolved against the config folder)."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{key}: expected a zoo model name or a weight file path, got {_show(value)}")
-    from superres.zoo import registry
+    from superres.zoo import catalogue
 
-    if value in registry.MODELS:
+    if value in catalogue.MODELS:
         return value
     path = resolve(value, base)
     if check and not path.is_file():
-        close = difflib.get_close_matches(value, list(registry.MODELS), n=1)
+        close = difflib.get_close_matches(value, list(catalogue.MODELS), n=1)
         hint = f" (did you mean the zoo model '{close[0]}'?)" if close else ""
         raise ConfigError(f"{key}: {value!r} is neither a zoo model name nor an existing file "
                           f"({path}){hint}")

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from superres.zoo.loader import ModelFileError, read_state_dict
+from superres.weights import ModelFileError, read_state_dict
 
 __all__ = [
     "GAN_TYPES",

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from superres.archs.luma import LumaOnly, is_rgb_input, luma_state_dict, rgb_to_y, takes_luma
+from superres.archs import ARCHS
+from superres.archs.luma import LumaOnly, is_rgb_input, luma_state_dict, rgb_to_y
 from superres.io.atomic import atomic_path
 from superres.train.config import Config, ConfigError
 from superres.train.data import degradation_rng
@@ -56,21 +57,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def enable_grad_checkpointing(module: nn.Module) -> int:
-    """Recompute the blocks of the model's body in the backward pass instead of storing them.
+def enable_grad_checkpointing(module: nn.Module, trunk_name: str | None) -> int:
+    """Recompute the blocks of the model's trunk in the backward pass instead of storing them.
 
-    Applies to models whose trunk is an ``nn.Sequential``/``nn.ModuleList`` called ``body``
-    (RRDBNet, SRVGGNetCompact, EDSR, RCAN) or ``layers`` (SwinIR): each block with parameters
-    runs under ``torch.utils.checkpoint`` (non-reentrant) while training. Parameter names do not
-    change. Returns the number of wrapped blocks (0: not supported, nothing changed).
+    ``trunk_name`` is the architecture spec's ``trunk``: the attribute holding its
+    ``nn.Sequential``/``nn.ModuleList`` of blocks (``body`` of RRDBNet, SRVGGNetCompact, EDSR,
+    RCAN; ``layers`` of SwinIR). Each block with parameters runs under
+    ``torch.utils.checkpoint`` (non-reentrant) while training. Parameter names do not change.
+    Returns the number of wrapped blocks (0: not supported, nothing changed).
     """
     from torch.utils.checkpoint import checkpoint
 
     count = 0
-    for attr in ("body", "layers"):
-        trunk = getattr(module, attr, None)
-        if not isinstance(trunk, (nn.Sequential, nn.ModuleList)):
-            continue
+    trunk = getattr(module, trunk_name) if trunk_name is not None else None
+    if isinstance(trunk, (nn.Sequential, nn.ModuleList)):
         for block in trunk:
             if not any(True for _ in block.parameters()):
                 continue
@@ -145,8 +145,9 @@ class SRModel:
         self.init_report: dict[str, Any] | None = None
         net_g, self.arch, self.kwargs = self._build_generator()
         # A one-channel network is trained on the rgb2ycbcr Y it will be fed at inference.
-        self.luma = takes_luma(net_g)
-        self.size_multiple = int(getattr(net_g, "unshuffle", 1))
+        self.spec = ARCHS[self.arch]
+        self.luma = self.spec.luma_only(**self.kwargs)
+        self.size_multiple = self.spec.size_multiple(**self.kwargs)
         lr_patch = cfg.data.train.patch_size // cfg.scale
         if lr_patch % self.size_multiple:
             raise ConfigError(f"data.train.patch_size: the LR patch ({lr_patch} px) must be a multiple of "
@@ -157,7 +158,7 @@ class SRModel:
         self.ema = None
         if cfg.train.ema is not None:
             self.ema = copy.deepcopy(net_g).requires_grad_(False).eval()
-        if cfg.train.grad_checkpoint and enable_grad_checkpointing(net_g) == 0:
+        if cfg.train.grad_checkpoint and enable_grad_checkpointing(net_g, self.spec.trunk) == 0:
             warnings.warn(f"train.grad_checkpoint: not supported for {self.arch}; training without it",
                           stacklevel=3)
         self.teacher = self._build_teacher()
@@ -195,7 +196,7 @@ class SRModel:
 
     # ---- construction ---------------------------------------------------------------
     def _build_generator(self) -> tuple[nn.Module, str, dict[str, Any]]:
-        from superres.archs import ARCHS, build
+        from superres.archs import build
 
         mc, scale = self.cfg.model, self.cfg.scale
         if mc.pretrained is not None:
@@ -222,22 +223,24 @@ class SRModel:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model.options: cannot build {mc.arch}: {exc}") from None
         if mc.init is not None:
-            self._init_matching(module, mc.init)
+            self._init_matching(module, mc.init, kwargs)
         return module, mc.arch, kwargs
 
-    def _init_matching(self, module: nn.Module, ref: str) -> None:
+    def _init_matching(self, module: nn.Module, ref: str, kwargs: dict[str, Any]) -> None:
         """Copy the tensors of ``ref`` whose name and shape match; the rest keep their fresh init."""
-        from superres.zoo import registry
-        from superres.zoo.loader import load_model, read_state_dict
+        from superres.weights import read_state_dict
+        from superres.zoo import catalogue
+        from superres.zoo.loader import load_model
 
         try:
-            source = load_model(ref).module.state_dict() if ref in registry.MODELS else read_state_dict(ref)
+            source = load_model(ref).module.state_dict() if ref in catalogue.MODELS else read_state_dict(ref)
         except Exception as exc:
             raise ConfigError(f"model.init: cannot load {ref}: {exc}") from None
         own = module.state_dict()
-        if takes_luma(module) and is_rgb_input(self.cfg.model.arch or "", source):
+        spec = ARCHS[self.cfg.model.arch or ""]
+        if spec.luma_only(**kwargs) and is_rgb_input(spec, source):
             try:
-                source = luma_state_dict(self.cfg.model.arch or "", source)
+                source = luma_state_dict(spec, source)
             except (ValueError, KeyError) as exc:
                 raise ConfigError(f"model.init: {ref} is RGB and this model is Y-only: {exc}") from None
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
@@ -267,7 +270,7 @@ class SRModel:
         if lr_patch % lm.size_multiple:
             raise ConfigError(f"data.train.patch_size: the LR patch ({lr_patch} px) must be a multiple of "
                               f"{lm.size_multiple} for the teacher")
-        teacher = LumaOnly(lm.module) if takes_luma(lm.module) else lm.module
+        teacher = LumaOnly(lm.module) if lm.luma_only else lm.module
         return teacher.to(self.device).eval().requires_grad_(False)
 
     def _build_discriminator(self) -> nn.Module:

@@ -1,1 +1,1 @@
-"""Model zoo: converters and loaders for published super-resolution weights."""
+"""Model zoo: the catalogue of named models, their converted-weight cache, and the loader."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,8 +17,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from superres.zoo.carriers import CarrierMissingError, find_carrier, missing_message
-from superres.zoo.registry import ModelInfo
+from superres.io.atomic import atomic_path
+from superres.ncnn import convert_ncnn
+from superres.weights.carriers import CarrierMissingError, find_carrier, missing_message
+from superres.zoo.info import ModelInfo
 
 # Bump when the conversion could produce different tensors for the same source files.
 CONVERTER_VERSION = "1"
@@ -70,15 +71,8 @@ def _try_load(path: Path, source_sha: str) -> dict[str, torch.Tensor] | None:
 
 
 def _save_atomic(path: Path, sd: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in sd.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=meta)
 
 
 def cached_path(info: ModelInfo, source_sha: str) -> Path:
@@ -86,7 +80,7 @@ def cached_path(info: ModelInfo, source_sha: str) -> Path:
 
 
 def _load_bundled(info: ModelInfo) -> dict[str, torch.Tensor]:
-    """Weights shipped inside superres: read as they are, checked against the registry's hash."""
+    """Weights shipped inside superres: read as they are, checked against the catalogue's hash."""
     from safetensors.torch import load
 
     src = find_carrier(info.carrier, info.bin_file)
@@ -104,8 +98,6 @@ def load_named_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
     """The PyTorch weights of a named model, converting and caching them on first use."""
     if info.bundled_sha256 is not None:
         return _load_bundled(info)
-    from superres.zoo.convert import convert_ncnn  # heavy-ish; only needed on a cache miss
-
     param, binary, where = _read_sources(info)
     source_sha = hashlib.sha256(param + b"\0" + binary).hexdigest()
     path = cached_path(info, source_sha)

@@ -1,13 +1,12 @@
 """Turn a model name or a weight file into a ready ``nn.Module`` (no tiling, no images).
 
-User files are read safely: ``.safetensors`` directly, ``.pth``/``.pt``/``.ckpt`` only
-through ``torch.load(weights_only=True)``, so a pickle that would run code is refused, never
-executed. The architecture and its hyper-parameters are detected from the tensors.
+User files are read safely (:mod:`superres.weights`); the architecture and its
+hyper-parameters are detected from the tensors. The result carries its architecture's
+spec, so what the engine and trainer need (size multiple, Y-only input) comes from there.
 """
 
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +16,10 @@ import torch
 from torch import nn
 
 from superres.archs import ARCHS, build, detect_arch
-from superres.zoo import registry
+from superres.archs.spec import ArchSpec
+from superres.weights import WEIGHT_EXTENSIONS, ModelFileError, read_recorded_arch, read_state_dict
+from superres.zoo import catalogue
 from superres.zoo.cache import load_named_state_dict
-
-WEIGHT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
-# Wrappers seen in BasicSR / Real-ESRGAN / Lightning files, in order of preference.
-_WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "net_g", "generator")
-
-
-class ModelFileError(ValueError):
-    """A weight file that cannot be used; the message names the file and the reason."""
 
 
 @dataclass
@@ -47,58 +40,19 @@ class LoadedModel:
         return self.scale * (self.output_resize or 1.0)
 
     @property
+    def spec(self) -> ArchSpec:
+        """What the architecture is and can do."""
+        return ARCHS[self.arch]
+
+    @property
     def size_multiple(self) -> int:
         """Input sides must be multiples of this (pixel-unshuffle front ends)."""
-        return getattr(self.module, "unshuffle", 1)
+        return self.spec.size_multiple(**self.kwargs)
 
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weight file, unwrapped (``params_ema``, ``module.`` prefixes, ...)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such weight file")
-    suffix = path.suffix.lower()
-    if suffix not in WEIGHT_EXTENSIONS:
-        raise ModelFileError(f"{path}: unsupported weight file type {suffix!r}; "
-                             f"expected one of {', '.join(WEIGHT_EXTENSIONS)}")
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(path))
-        else:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelFileError(
-            f"{path}: refused to load: the file holds pickled Python objects other than tensors, "
-            f"which could run code when loaded ({str(exc).splitlines()[0][:160]}). superres only "
-            f"loads plain weights; convert the file to .safetensors on a machine you trust, "
-            f"or ask its author for a .safetensors version."
-        ) from None
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable weight file ({type(exc).__name__}: {exc})") from None
-    return unwrap_state_dict(obj, path)
-
-
-def unwrap_state_dict(obj: Any, path: str | Path = "<state dict>") -> dict[str, torch.Tensor]:
-    """Find the tensor dict inside common wrappers and strip ``module.`` prefixes."""
-    for _ in range(3):  # wrappers nest at most a couple of levels in practice
-        if isinstance(obj, dict) and not _is_tensor_dict(obj):
-            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, dict) or not _is_tensor_dict(obj):
-        raise ModelFileError(f"{path}: no state dict of tensors found (top-level keys: "
-                             f"{list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__})")
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    while sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def _is_tensor_dict(obj: dict[Any, Any]) -> bool:
-    return bool(obj) and sum(isinstance(v, torch.Tensor) for v in obj.values()) >= max(1, len(obj) // 2)
+    @property
+    def luma_only(self) -> bool:
+        """True when the module takes the rgb2ycbcr Y only (the caller converts colour around it)."""
+        return self.spec.luma_only(**self.kwargs)
 
 
 def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | None = None,
@@ -154,19 +108,8 @@ def _recorded_arch(path: Path) -> tuple[str | None, dict[str, Any] | None]:
     Used only when the name is a known architecture and the kwargs are a JSON object; the
     tensors must still fit them exactly (strict loading), so a wrong record cannot go unnoticed.
     """
-    if path.suffix.lower() != ".safetensors" or not path.is_file():
-        return None, None
-    try:
-        import json
-
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        arch, kwargs = meta.get("superres.arch"), json.loads(meta.get("superres.kwargs", "null"))
-    except Exception:  # unreadable header: read_state_dict reports the file properly
-        return None, None
-    if arch in ARCHS and isinstance(kwargs, dict):
+    arch, kwargs = read_recorded_arch(path)
+    if arch in ARCHS and kwargs is not None:
         return arch, kwargs
     return None, None
 
@@ -187,8 +130,8 @@ def load_model(name_or_path: str | Path, scale: int | None = None) -> LoadedMode
     (SRCNN, FSRCNN) and not named like ``*_x3.pth``; see :func:`model_from_state_dict`.
     """
     key = str(name_or_path)
-    if key in registry.MODELS:
-        info = registry.get(key)
+    if key in catalogue.MODELS:
+        info = catalogue.get(key)
         sd = load_named_state_dict(info)
         lm = model_from_state_dict(sd, info.name, info.arch, info.kwargs)
         lm.output_resize = info.output_resize
@@ -198,5 +141,5 @@ def load_model(name_or_path: str | Path, scale: int | None = None) -> LoadedMode
     if path.suffix.lower() in WEIGHT_EXTENSIONS or path.exists():
         arch, kwargs = _recorded_arch(path)
         return model_from_state_dict(read_state_dict(path), str(path), arch, kwargs, scale=scale)
-    registry.get(key)  # raises the "unknown model" error with the list of names
+    catalogue.get(key)  # raises the "unknown model" error with the list of names
     raise AssertionError("unreachable")

