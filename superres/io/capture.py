@@ -42,7 +42,9 @@ _PNG_BENIGN = re.compile(
 )
 # libtiff warnings that do not mean the pixels are wrong (private camera tags and the like).
 _TIFF_BENIGN = re.compile(
-    r"Unknown field with tag|unknown field|ASCII value for tag|Nonstandard tile|Defining non-color channels", re.I
+    r"Unknown field with tag|unknown field|ASCII value for tag|Nonstandard tile"
+    r"|Defining non-color channels",  # what our own ExtraSamples=0 patch for OpenCV makes it say
+    re.I,
 )
 # "Corrupt JPEG data: 2 extraneous bytes before marker 0xd9": padding some cameras leave before
 # the end-of-image marker after a complete scan. A few bytes are a note; more mean damage.

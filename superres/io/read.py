@@ -434,8 +434,10 @@ def _finish(p: Path, d: _Decoded, data: bytes, notes: list[str]) -> ImageData:
     return ImageData(pixels=pixels, icc_profile=icc, exif=exif, source_format=d.fmt, path=p)
 
 
-def _more(items: list[str]) -> str:
-    return items[0] + (f"; and {len(items) - 1} more" if len(items) > 1 else "")
+def _more(items: list[str], shown: int = 3) -> str:
+    """The first few messages of a list, for one error line."""
+    text = "; ".join(items[:shown])
+    return text + (f"; and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def read_image(
