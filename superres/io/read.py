@@ -6,11 +6,14 @@ Division of labour (facts verified in the project's ecosystem survey, §2.1):
   ourselves (``cv2.imdecode``) works for any unicode path. Pillow would silently truncate 16-bit
   RGB to 8 bits and cannot write it.
 * **Metadata** goes through Pillow, whose ``Image.open`` parses only the header: the declared size
-  (checked against the decompression-bomb limit *before* any pixel is decoded), the ICC profile,
+  (checked against :mod:`superres.io.limits` *before* any pixel is decoded), the ICC profile,
   EXIF and its Orientation. OpenCV's ``IMREAD_UNCHANGED`` ignores Orientation for JPEG/PNG/WebP
   (but applies it for TIFF, so TIFF bytes are patched to Orientation=1 before decoding), and
   drops ICC profiles on both read and write.
-* **Completeness** is checked first, by :mod:`superres.io.sniff`.
+* **Size and completeness** are checked first: the file size by ``os.fstat`` before reading, the
+  structure (and PNG chunk CRCs) by :mod:`superres.io.sniff`.
+* **Damage** shows only in what the decoders print: :mod:`superres.io.capture` takes it off
+  stderr, per file, and the read fails unless damaged images are allowed (docs/limits.md).
 
 In-memory convention: ``ImageData.pixels`` is HxWxC with C in {1, 3, 4} (gray / RGB / RGBA,
 straight — not premultiplied — alpha), dtype uint8 or uint16 (float32 for float TIFF), upright.
