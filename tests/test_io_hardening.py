@@ -37,6 +37,14 @@ from superres.io.exif import ifd0_values, patch_ifd0_short
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1 << 30
+LIMIT_VARIABLES = ("SUPERRES_MAX_PIXELS", "SUPERRES_MAX_FILE_BYTES", "SUPERRES_MAX_RATIO")
+
+
+@pytest.fixture(autouse=True)
+def _default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests state the limits they rely on; the caller's environment must not move them."""
+    for name in LIMIT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 # --------------------------------------------------------------------------- makers
@@ -155,16 +163,16 @@ def test_jpeg_with_a_16384_header_is_refused_before_any_allocation(tmp_path: Pat
     path.write_bytes(jpeg_with_size(16384, 16384))
     assert len(path.read_bytes()) < 4096
     code = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
         "from superres.io import read_image, ImageLimitError\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "from tests.test_io_hardening import peak_kib\n"
+        "before = peak_kib()\n"
         "try:\n"
         f"    read_image(sys.argv[1], max_pixels={MAX_PIXELS})\n"
         "    message = None\n"
         "except ImageLimitError as e:\n"
         "    message = str(e)\n"
-        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'message': message, 'grew_kib': after - before}))\n"
+        "print(json.dumps({'message': message, 'grew_kib': peak_kib() - before}))\n"
     )
     out = _child(code, str(path))
     assert out["message"] is not None, "the 16384x16384 JPEG was decoded"
@@ -243,7 +251,6 @@ def test_limits_from_keywords_and_environment(tmp_path: Path, monkeypatch: pytes
 
 
 def test_derived_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SUPERRES_MAX_PIXELS", raising=False)
     monkeypatch.setattr(limits_mod, "available_memory", lambda: 1 * GIB)
     limit, how = Limits().pixel_limit()
     assert limit == int(0.75 * GIB / 200) and "1 GiB available memory" in how
@@ -443,10 +450,17 @@ def fuzz_cases(n: int, seed: int = 17) -> list[tuple[str, bytes]]:
     return cases
 
 
-def _fuzz_child(folder: str) -> None:
-    """Runs in a fresh process: read every case, report outcomes, time and peak memory."""
-    import resource
+FUZZ_MEMORY = 4 * GIB  # the child's pretended available memory: a pixel budget of 16.1 Mpx
 
+
+def _fuzz_child(folder: str) -> None:
+    """Runs in a fresh process: read every case, report outcomes, time and peak memory.
+
+    The available memory is pinned so that the pixel budget, and with it the peak, is the same on
+    every machine: a WebP header enlarged within the budget is allocated before libwebp finds
+    its data short (WebP is exempt from the ratio check).
+    """
+    limits_mod.available_memory = lambda: FUZZ_MEMORY
     outcomes: dict[str, int] = {}
     others: list[str] = []
     slowest = 0.0
@@ -463,13 +477,27 @@ def _fuzz_child(folder: str) -> None:
             others.append(f"{path.name}: {type(e).__name__}: {e}")
         slowest = max(slowest, time.perf_counter() - start)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"outcomes": outcomes, "others": others, "slowest": slowest, "peak_kib": peak_kib}))
+    print(json.dumps({"outcomes": outcomes, "others": others, "slowest": slowest, "peak_kib": peak_kib()}))
+
+
+def peak_kib() -> int:
+    """This process's peak resident memory in KiB. VmHWM, not ru_maxrss: on Linux the latter
+    keeps the parent's peak across fork and exec, so a child of a big pytest process reads high."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _child(code: str, *args: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("SUPERRES_MAX_PIXELS", None)
+    env = {k: v for k, v in os.environ.items() if k not in LIMIT_VARIABLES}
+    env["PYTHONPATH"] = str(REPO)
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=300, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -490,4 +518,6 @@ def test_mini_fuzz(tmp_path: Path) -> None:
     assert outcomes.get("ImageLimitError", 0) > 10 and outcomes.get("ImageReadError", 0) > 50
     assert outcomes.get("ImageDamagedError", 0) > 5 and outcomes.get("ok", 0) > 10
     assert result["slowest"] < 2.0
-    assert result["peak_kib"] < 600 * 1024  # the libraries take ~100 MB; a 16384^2 decode 268+ MB
+    # The libraries take ~100 MB; then at most the budget at read_image's own cost per pixel.
+    budget = int(0.75 * FUZZ_MEMORY / 200)
+    assert result["peak_kib"] * 1024 < 150e6 + budget * READ_PIXEL_COST
