@@ -79,10 +79,8 @@ def classify(line: str) -> tuple[str, str]:
     if tiff:
         kind, message = tiff.groups()
         message = f"libtiff: {message}"
-        if _TIFF_UNSUPPORTED.search(message):
-            return "unsupported", message
         if kind == "TIFF_Error":
-            return "damage", message
+            return ("unsupported" if _TIFF_UNSUPPORTED.search(message) else "damage"), message
         return ("quiet" if _TIFF_BENIGN.search(message) else "notes"), message
     if line.startswith("libpng error:"):
         return "damage", line
