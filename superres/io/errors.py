@@ -24,12 +24,35 @@ class ImageReadError(ImageError):
     """Missing, empty, truncated, corrupt, oversized or unsupported input."""
 
 
+class ImageLimitError(ImageReadError):
+    """Refused before decoding: over a limit of :mod:`superres.io.limits` (the message says which
+    limit and how to raise it). A batch goes on with the next file."""
+
+
+class ImageDamagedError(ImageReadError):
+    """The decoder reported damaged data (corrupt scan, CRC/checksum error, broken strip).
+
+    ``details`` is the decoders' account, without the path; ``read_image(..., allow_damaged=True)``
+    returns such an image with those details as warnings instead. A front end may word its own
+    hint from ``details`` (e.g. name its --allow-damaged flag).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(path, reason)
+        self.details = tuple(details)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.reason, self.details))
+
+
 class ImageWriteError(ImageError):
     """The output could not be encoded or stored; nothing was left at the destination."""
 
 
 class ImageWarning(UserWarning):
-    """Something was dropped or changed (a profile, EXIF, the output format); the image is fine."""
+    """Something was dropped or changed (a profile, EXIF, the output format), or a decoder
+    complained without the image being refused; the message starts with the file's path.
+    ``read_image`` also returns its warnings (without the path) in ``ImageData.warnings``."""
 
 
 def warn(message: str) -> None:

@@ -1,4 +1,6 @@
-"""Format policy: which files superres handles, what each format can hold, the pixel limit.
+"""Format policy: which files superres handles, what each format can hold.
+
+The limits on reading (pixels, file size, compression ratio) live in :mod:`superres.io.limits`.
 
 Kept apart from the codecs so that callers planning outputs (the CLI, batch jobs) can ask
 "which format, which extension" without touching an encoder.
@@ -10,13 +12,6 @@ import os
 from pathlib import Path
 
 from superres.io.errors import warn
-
-# Default decompression-bomb limit on the *input* pixel count: 2**28 = 268 Mpx (16384 x 16384).
-# Covers every camera including 240 Mpx pixel-shift files; a 2**28 px RGBA16 image is 2 GiB once
-# decoded, and its x4 upscale is already 4.3 Gpx. Larger panoramas: set SUPERRES_MAX_PIXELS.
-# OpenCV has its own hard limit, CV_IO_MAX_IMAGE_PIXELS (default 2**30), read when cv2 loads.
-MAX_PIXELS: int = 1 << 28
-ENV_MAX_PIXELS = "SUPERRES_MAX_PIXELS"
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp", "tiff", "bmp")
 _EXT_TO_FORMAT: dict[str, str] = {
@@ -42,24 +37,6 @@ _FORMAT_ALIASES: dict[str, str] = {k[1:]: v for k, v in _EXT_TO_FORMAT.items()}
 
 WEBP_MAX_SIDE = 16383
 JPEG_MAX_SIDE = 65535
-
-
-def max_pixels_limit(max_pixels: int | None = None) -> int:
-    """The limit in force: the argument, else ``$SUPERRES_MAX_PIXELS``, else ``MAX_PIXELS``."""
-    if max_pixels is None:
-        env = os.environ.get(ENV_MAX_PIXELS, "").strip()
-        if not env:
-            return MAX_PIXELS
-        try:
-            max_pixels = int(env.replace("_", ""))
-        except ValueError:
-            raise ValueError(f"{ENV_MAX_PIXELS}={env!r} is not a whole number of pixels") from None
-        source = ENV_MAX_PIXELS
-    else:
-        source = "max_pixels"
-    if max_pixels <= 0:
-        raise ValueError(f"{source} must be a positive number of pixels, got {max_pixels}")
-    return int(max_pixels)
 
 
 def normalize_format(name: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 from pathlib import Path
 
 from superres.io.errors import ImageReadError
@@ -127,3 +128,58 @@ def check_complete(path: Path, data: bytes, fmt: str) -> PngChunks:
     if reason:
         raise ImageReadError(path, f"file is truncated or corrupt ({reason})")
     return chunks
+
+
+# Compression codes libtiff knows (tif_codec.c); any other value cannot decode at all, and
+# OpenCV would return an all-black image for it. Whether a known codec was built in shows at decode.
+TIFF_COMPRESSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 32766, 32771, 32773, 32809, 32908, 32909, 32946,
+                               34661, 34676, 34677, 34887, 34925, 50000, 50001, 50002})  # fmt: skip
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # samples per pixel by IHDR colour type
+
+
+def png_crc_errors(data: bytes, chunks: PngChunks) -> list[str]:
+    """One line per PNG chunk whose CRC does not match: flipped bytes anywhere, APNG frames included.
+
+    libpng checks only what it decodes (OpenCV decodes the first frame), so this is the one check
+    that sees damage in animation frames; it costs about a millisecond per megabyte.
+    """
+    bad: dict[str, int] = {}
+    for ctype, spans in chunks.items():
+        for start, length in spans:
+            stored = int.from_bytes(data[start + length : start + length + 4], "big")
+            if zlib.crc32(data[start - 4 : start + length]) != stored:
+                name = ctype.decode("latin-1")
+                bad[name] = bad.get(name, 0) + 1
+    return [f"PNG chunk {name!r} fails its CRC check" + (f" ({n} chunks)" if n > 1 else "")
+            for name, n in bad.items()]
+
+
+def tiff_compression(data: bytes) -> int | None:
+    """IFD0's Compression tag (259), or None if absent or unreadable."""
+    try:
+        values = ifd0_values(data, 0, 259)
+    except (ValueError, struct.error):
+        return None
+    return values[0] if values else None
+
+
+def declared_bytes(fmt: str, data: bytes, width: int, height: int, bands: int) -> int:
+    """Bytes of samples the header says the coded data holds (before any conversion by the decoder).
+
+    ``bands`` is the channel count Pillow reports, used where the format's own field is not parsed.
+    The denominator of the compression-ratio limit: what the decoder will produce or fill in.
+    """
+    bits = 8 * bands
+    try:
+        if fmt == "png" and data[12:16] == b"IHDR":
+            depth, colour = data[24], data[25]
+            bits = depth * _PNG_SAMPLES.get(colour, 4)
+        elif fmt == "tiff":
+            samples = ifd0_values(data, 0, 277) or [1]
+            depth = ifd0_values(data, 0, 258) or [1]
+            bits = max(1, samples[0]) * max(1, depth[0])
+        elif fmt == "bmp" and len(data) >= 30:
+            bits = max(1, int.from_bytes(data[28:30], "little"))
+    except (ValueError, struct.error, IndexError):
+        pass
+    return height * ((width * bits + 7) // 8)
