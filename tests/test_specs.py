@@ -14,7 +14,7 @@ from torch import nn
 import superres.archs
 from superres.archs import ARCHS, FAMILIES, build
 from superres.archs.spec import ArchSpec
-from superres.train.trainer import enable_grad_checkpointing
+from superres.train.model import enable_grad_checkpointing
 from superres.zoo.loader import model_from_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
