@@ -29,6 +29,7 @@ from superres.ncnn.trace import (
     ConvertedModel,
     Trace,
     WeightSpec,
+    check_channels,
     check_counts,
     check_io,
     check_loads,
@@ -39,6 +40,7 @@ from superres.ncnn.trace import (
     match_graph,
     state_dict_of,
     trace_layer,
+    weight_layer_where,
 )
 
 INPUT_BLOB = "data"  # the Real-ESRGAN exporter's blob names
@@ -207,17 +209,14 @@ def _span_forward(tr: _SpanTrace, kw: dict[str, Any], has_scale: bool) -> tuple[
 
 def _check_pointwise(layer: NcnnLayer, spec: WeightSpec, index: int, source: str) -> None:
     """conv_cat: a 1x1, stride 1, unpadded convolution with bias and no fused activation."""
-    where = f"{source}: {layer.describe()}, weight layer #{index} (expected {spec.name})"
+    where = weight_layer_where(layer, spec, index, source)
     if layer.type != "Convolution" or len(layer.inputs) != 1 or len(layer.outputs) != 1:
         raise NcnnFormatError(f"{where}: expected a Convolution with 1 input and 1 output blob")
     wrong = [f"{k}={v}" for k, v in conv_settings(layer, source).items() if v != _POINTWISE[k]]
     if wrong:
         raise NcnnFormatError(f"{where}: expected a 1x1, stride 1, unpadded convolution with bias, found "
                               f"{', '.join(wrong)}")
-    channels = conv_channels(layer, source)
-    if channels != (spec.in_ch, spec.out_ch):
-        raise NcnnFormatError(f"{where}: expected {spec.in_ch} -> {spec.out_ch} channels, found "
-                              f"{channels[0]} -> {channels[1]}")
+    check_channels(conv_channels(layer, source), spec, where)
     if param_int(layer, 9, 0, source):
         raise NcnnFormatError(f"{where}: expected no activation fused into it, found type "
                               f"{param_int(layer, 9, 0, source)} (param 9)")
