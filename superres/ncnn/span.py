@@ -37,7 +37,7 @@ from superres.ncnn.trace import (
     conv_channels,
     conv_settings,
     f32,
-    match_graph,
+    match_in_order,
     state_dict_of,
     trace_layer,
     weight_layer_where,
@@ -261,10 +261,7 @@ def convert(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: s
             check_weight_layer(layer, spec, index, source)
     tr = _SpanTrace()
     expected, feeds = _span_forward(tr, kwargs, has_scale)
-    names = {layer.name: spec.name for layer, spec in zip(convs, specs, strict=True)}
-    match_graph(layers, lambda layer: names.get(layer.name),
-                lambda layer, ins: _trace_span_layer(layer, ins, names.get(layer.name), tr, source),
-                feeds, expected, tr, OUTPUT_BLOB, label, source)
+    match_in_order(layers, convs, specs, _trace_span_layer, feeds, expected, tr, OUTPUT_BLOB, label, source)
 
     weights = read_weights(layers, bin_data, bin_source)
     mean = _mean_values(weights[mean_layer.name]["data"], mean_layer, bin_source)

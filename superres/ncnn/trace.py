@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -247,6 +247,29 @@ def match_graph(
     if blobs[output_blob] != expected:
         raise NcnnFormatError(f"{source}: blob {output_blob!r} is {tr.describe(blobs[output_blob])}, "
                               f"but {label} computes {tr.describe(expected)}")
+
+
+TraceT = TypeVar("TraceT", bound=Trace)
+
+
+def match_in_order(
+    layers: list[NcnnLayer],
+    weight_layers: list[NcnnLayer],
+    specs: Sequence[LayerSpecLike],
+    trace: Callable[[NcnnLayer, list[int], str | None, TraceT, str], list[int]],
+    feeds: dict[str, int],
+    expected: int,
+    tr: TraceT,
+    output_blob: str,
+    label: str,
+    source: str,
+) -> None:
+    """:func:`match_graph` for weight layers named by their specs in file order; ``trace`` is the
+    family's layer tracer (:func:`trace_layer` or one extending it), called with that name."""
+    names = {layer.name: spec.name for layer, spec in zip(weight_layers, specs, strict=True)}
+    match_graph(layers, lambda layer: names.get(layer.name),
+                lambda layer, ins: trace(layer, ins, names.get(layer.name), tr, source),
+                feeds, expected, tr, output_blob, label, source)
 
 
 # --- whole-graph and per-layer checks --------------------------------------------------------------------
