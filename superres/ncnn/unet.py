@@ -390,6 +390,11 @@ def num_output(layer: NcnnLayer, source: str) -> int:
     return _p(layer, 0, 0, source)
 
 
+def has_input_blob(layers: list[NcnnLayer], blob: str) -> bool:
+    """Whether an Input layer produces exactly ``blob``: how waifu2x and Real-CUGAN graphs are told apart."""
+    return any(layer.type == "Input" and layer.outputs == [blob] for layer in layers)
+
+
 @dataclass(frozen=True)
 class GraphFamily:
     """How to convert one family: arch name, blob names, and its traced PyTorch forward."""
