@@ -7,12 +7,14 @@ conv(4F) + shuffle(2) stages at ``tail.0.0``/``tail.0.2``; x3: conv(9F) + shuffl
 ``tail.1`` conv, ``add_mean``. The official models work on 0..255 images (``rgb_range``
 255) with the DIV2K mean; this module takes and returns 0..1 images and scales inside.
 
-``MeanShift`` and ``Upsampler`` are shared with RCAN, which uses the same head and tail.
+RCAN uses the same frame (mean shifts, head, long skip, tail): ``MeanShiftSR`` builds it for
+both, around the body each passes in.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +29,8 @@ EDSR_BASELINE: dict[str, Any] = {"num_feats": 64, "num_blocks": 16, "res_scale":
 EDSR_FULL: dict[str, Any] = {"num_feats": 256, "num_blocks": 32, "res_scale": 0.1}
 
 
-def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
+def conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
+    """A size-keeping k x k conv (upstream's ``default_conv``), used by EDSR and RCAN."""
     return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
@@ -53,9 +56,9 @@ class Upsampler(nn.Sequential):
         layers: list[nn.Module] = []
         if scale & (scale - 1) == 0 and scale >= 2:
             for _ in range(int(math.log2(scale))):
-                layers += [_conv(num_feats, 4 * num_feats), nn.PixelShuffle(2)]
+                layers += [conv(num_feats, 4 * num_feats), nn.PixelShuffle(2)]
         elif scale == 3:
-            layers += [_conv(num_feats, 9 * num_feats), nn.PixelShuffle(3)]
+            layers += [conv(num_feats, 9 * num_feats), nn.PixelShuffle(3)]
         else:
             raise ValueError(f"scale must be 2, 3, 4 or 8, not {scale}")
         super().__init__(*layers)
@@ -67,6 +70,21 @@ def upsampler_macs(scale: int, num_feats: int) -> float:
         return 9.0 * num_feats * 9 * num_feats
     stages = int(math.log2(scale))
     return sum(4**k * 9.0 * num_feats * 4 * num_feats for k in range(stages))
+
+
+def frame_macs(num_channels: int, scale: int, num_feats: int) -> float:
+    """Conv multiply-adds per LR pixel of :class:`MeanShiftSR` outside its body: head conv,
+    upsampler, tail conv (at HR) and the two 1x1 mean shifts (LR in, HR out)."""
+    f, c = num_feats, num_channels
+    return 9 * c * f + upsampler_macs(scale, f) + scale * scale * 9 * f * c + c * c * (1 + scale * scale)
+
+
+def peak_activation_elems(trunk_maps: int, num_channels: int, scale: int, num_feats: int) -> float:
+    """Peak live elements per LR pixel of :class:`MeanShiftSR`: ``trunk_maps`` F-channel maps in
+    the body, or the head output (kept for the long skip) with the last upsampling conv's output
+    and its shuffled copy; plus the two HR images of the tail."""
+    f = num_feats
+    return float(max(trunk_maps * f, f + 2 * f * scale * scale) + 2 * num_channels * scale * scale)
 
 
 def detect_tail(state_dict: dict[str, torch.Tensor], num_feats: int) -> int | None:
@@ -92,8 +110,8 @@ class ResBlock(nn.Module):
 
     def __init__(self, num_feats: int, res_scale: float = 1.0) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv(num_feats, num_feats), nn.ReLU(inplace=True),
-                                  _conv(num_feats, num_feats))
+        self.body = nn.Sequential(conv(num_feats, num_feats), nn.ReLU(inplace=True),
+                                  conv(num_feats, num_feats))
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +121,31 @@ class ResBlock(nn.Module):
         return res + x
 
 
-class EDSR(nn.Module):
+class MeanShiftSR(nn.Module):
+    """EDSR's and RCAN's frame: 0..1 input scaled to ``rgb_range``, ``sub_mean``, ``head`` conv,
+    ``body`` (``num_blocks`` modules made by ``block``, then a conv) with the long skip, ``tail``
+    (upsampler, conv), ``add_mean``; modules are built in upstream's order (same init RNG use)."""
+
+    def __init__(self, block: Callable[[], nn.Module], num_blocks: int, num_channels: int, scale: int,
+                 num_feats: int, rgb_range: float) -> None:
+        super().__init__()
+        if num_channels != 3:
+            raise ValueError(f"{type(self).__name__}'s mean shift is defined for RGB (num_channels=3) only")
+        self.scale = scale
+        self.rgb_range = float(rgb_range)
+        self.sub_mean = MeanShift(rgb_range, -1)
+        self.head = nn.Sequential(conv(num_channels, num_feats))
+        self.body = nn.Sequential(*[block() for _ in range(num_blocks)], conv(num_feats, num_feats))
+        self.tail = nn.Sequential(Upsampler(scale, num_feats), conv(num_feats, num_channels))
+        self.add_mean = MeanShift(rgb_range, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(x * self.rgb_range))
+        x = self.body(x) + x
+        return self.add_mean(self.tail(x)) / self.rgb_range
+
+
+class EDSR(MeanShiftSR):
     """EDSR: baseline (``**EDSR_BASELINE``: 16 x 64, res_scale 1) or full (``**EDSR_FULL``: 32 x 256, 0.1).
 
     ``num_channels`` must be 3 (the mean shift is RGB); ``rgb_range`` is the pixel range the
@@ -112,22 +154,8 @@ class EDSR(nn.Module):
 
     def __init__(self, num_channels: int = 3, scale: int = 4, num_feats: int = 64, num_blocks: int = 16,
                  res_scale: float = 1.0, rgb_range: float = 255.0) -> None:
-        super().__init__()
-        if num_channels != 3:
-            raise ValueError("EDSR's mean shift is defined for RGB (num_channels=3) only")
-        self.scale = scale
-        self.rgb_range = float(rgb_range)
-        self.sub_mean = MeanShift(rgb_range, -1)
-        self.head = nn.Sequential(_conv(num_channels, num_feats))
-        self.body = nn.Sequential(*[ResBlock(num_feats, res_scale) for _ in range(num_blocks)],
-                                  _conv(num_feats, num_feats))
-        self.tail = nn.Sequential(Upsampler(scale, num_feats), _conv(num_feats, num_channels))
-        self.add_mean = MeanShift(rgb_range, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x * self.rgb_range))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x)) / self.rgb_range
+        super().__init__(lambda: ResBlock(num_feats, res_scale), num_blocks, num_channels, scale, num_feats,
+                         rgb_range)
 
 
 _EDSR_TOP = {"sub_mean", "add_mean", "head", "body", "tail"}
@@ -161,10 +189,7 @@ def detect(state_dict: dict[str, torch.Tensor]) -> dict[str, Any] | None:
 def mflop_per_input_pixel(num_channels: int = 3, scale: int = 4, num_feats: int = 64, num_blocks: int = 16,
                           **_: Any) -> float:
     """Exact conv FLOP (2 x MAC) per input pixel, in MFLOP (mean-shift 1x1 convs included)."""
-    f, c = num_feats, num_channels
-    macs = 9 * c * f + (2 * num_blocks + 1) * 9 * f * f + upsampler_macs(scale, f)
-    macs += scale * scale * 9 * f * c
-    macs += c * c * (1 + scale * scale)  # the two 1x1 mean shifts (LR in, HR out)
+    macs = (2 * num_blocks + 1) * 9 * num_feats * num_feats + frame_macs(num_channels, scale, num_feats)
     return 2 * macs / 1e6
 
 
@@ -176,8 +201,7 @@ def receptive_radius(num_blocks: int = 16, **_: Any) -> int:
 def activation_elems_per_pixel(num_channels: int = 3, scale: int = 4, num_feats: int = 64, **_: Any) -> float:
     """Trunk: head output (kept for the residual), block input, conv and ReLU outputs; tail:
     the last upsampling conv's output and its shuffled copy."""
-    f = num_feats
-    return float(max(4 * f, f + 2 * f * scale * scale) + 2 * num_channels * scale * scale)
+    return peak_activation_elems(4, num_channels, scale, num_feats)
 
 
 SPECS = (ArchSpec(

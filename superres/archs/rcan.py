@@ -18,12 +18,15 @@ import torch
 from torch import nn
 
 from superres.archs.common import conv_shape, numbered, tolerant, top_level_names
-from superres.archs.edsr import MeanShift, Upsampler, detect_rgb_range, detect_tail, upsampler_macs
+from superres.archs.edsr import (
+    MeanShiftSR,
+    conv,
+    detect_rgb_range,
+    detect_tail,
+    frame_macs,
+    peak_activation_elems,
+)
 from superres.archs.spec import ArchSpec
-
-
-def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
 class CALayer(nn.Module):
@@ -44,8 +47,8 @@ class CALayer(nn.Module):
 class RCAB(nn.Module):
     def __init__(self, num_feats: int, reduction: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv(num_feats, num_feats), nn.ReLU(inplace=True),
-                                  _conv(num_feats, num_feats), CALayer(num_feats, reduction))
+        self.body = nn.Sequential(conv(num_feats, num_feats), nn.ReLU(inplace=True),
+                                  conv(num_feats, num_feats), CALayer(num_feats, reduction))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + x
@@ -55,33 +58,19 @@ class ResidualGroup(nn.Module):
     def __init__(self, num_feats: int, reduction: int, num_blocks: int) -> None:
         super().__init__()
         self.body = nn.Sequential(*[RCAB(num_feats, reduction) for _ in range(num_blocks)],
-                                  _conv(num_feats, num_feats))
+                                  conv(num_feats, num_feats))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + x
 
 
-class RCAN(nn.Module):
+class RCAN(MeanShiftSR):
     """RCAN; the published model is 10 groups x 20 RCABs, 64 features, reduction 16."""
 
     def __init__(self, num_channels: int = 3, scale: int = 4, num_feats: int = 64, num_groups: int = 10,
                  num_blocks: int = 20, reduction: int = 16, rgb_range: float = 255.0) -> None:
-        super().__init__()
-        if num_channels != 3:
-            raise ValueError("RCAN's mean shift is defined for RGB (num_channels=3) only")
-        self.scale = scale
-        self.rgb_range = float(rgb_range)
-        self.sub_mean = MeanShift(rgb_range, -1)
-        self.head = nn.Sequential(_conv(num_channels, num_feats))
-        groups = [ResidualGroup(num_feats, reduction, num_blocks) for _ in range(num_groups)]
-        self.body = nn.Sequential(*groups, _conv(num_feats, num_feats))
-        self.tail = nn.Sequential(Upsampler(scale, num_feats), _conv(num_feats, num_channels))
-        self.add_mean = MeanShift(rgb_range, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x * self.rgb_range))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x)) / self.rgb_range
+        super().__init__(lambda: ResidualGroup(num_feats, reduction, num_blocks), num_groups, num_channels,
+                         scale, num_feats, rgb_range)
 
 
 @tolerant
@@ -117,10 +106,8 @@ def mflop_per_input_pixel(num_channels: int = 3, scale: int = 4, num_feats: int 
     Exact for the convolutions; the channel attention's 1x1 convs run once per image on the
     pooled vector (a constant, not per pixel) and are left out; the mean shifts are included.
     """
-    f, c = num_feats, num_channels
     trunk_convs = num_groups * (2 * num_blocks + 1) + 1  # RCAB convs, group convs, body conv
-    macs = 9 * c * f + trunk_convs * 9 * f * f + upsampler_macs(scale, f) + scale * scale * 9 * f * c
-    macs += c * c * (1 + scale * scale)  # the two 1x1 mean shifts (LR in, HR out)
+    macs = trunk_convs * 9 * num_feats * num_feats + frame_macs(num_channels, scale, num_feats)
     return 2 * macs / 1e6
 
 
@@ -130,8 +117,7 @@ def receptive_radius(**_: Any) -> None:
 
 def activation_elems_per_pixel(num_channels: int = 3, scale: int = 4, num_feats: int = 64, **_: Any) -> float:
     """Long skip, group input, block input, conv and ReLU outputs; or the upsampler's last conv."""
-    f = num_feats
-    return float(max(5 * f, f + 2 * f * scale * scale) + 2 * num_channels * scale * scale)
+    return peak_activation_elems(5, num_channels, scale, num_feats)
 
 
 SPECS = (ArchSpec(

@@ -24,10 +24,10 @@ import numpy as np
 from superres.evaluation.charts import FONT, axis_note, bar_chart_svg, colours
 from superres.evaluation.evaluate import BICUBIC, EvalResult, ImageOutcome
 from superres.evaluation.tables import (
-    COLUMNS,
     HIGHER_IS_BETTER,
     format_value,
-    psnr_ssim_text,
+    means_rows,
+    per_image_rows,
     write_csv,
     write_json,
 )
@@ -248,38 +248,17 @@ _LEGEND = "Bold: best mean. Higher PSNR/SSIM is better; lower NIQE/LPIPS is bett
 
 
 def _means_rows(result: EvalResult) -> tuple[list[str], list[list[str]], list[list[bool]]]:
-    means = result.means()
+    """The means table with a bold flag per cell: the best mean of each metric."""
+    head, rows = means_rows(result, ("method", "PSNR vs bicubic", "s / image"), 2)
     metrics = result.metrics()
-    head = ["method", *[COLUMNS[k][1] for k in metrics]]
-    base = result.baseline
-    if base is not None:
-        head.append("PSNR vs bicubic")
-    head.append("s / image")
     best = {k: _best(result, k) for k in metrics}
-    rows, bold = [], []
-    for m in result.methods:
-        row = [m, *[format_value(k, means[m][k]) for k in metrics]]
-        flags = [False, *[best[k] == m for k in metrics]]
-        if base is not None:
-            p, b = means[m]["psnr"], means[base]["psnr"]
-            row.append("-" if m == base or p is None or b is None else f"{p - b:+.2f} dB")
-            flags.append(False)
-        row.append(format_value("seconds", means[m]["seconds"]))
-        flags.append(False)
-        rows.append(row)
-        bold.append(flags)
+    rest = [False] * (len(head) - 1 - len(metrics))  # baseline and seconds columns: never bold
+    bold = [[False, *[best[k] == m for k in metrics], *rest] for m in result.methods]
     return head, rows, bold
 
 
 def _per_image_rows(result: EvalResult) -> tuple[list[str], list[list[str]]]:
-    head = ["image", *result.methods]
-    rows = []
-    for img in result.images:
-        scores = [result.score(img, m) for m in result.methods]
-        rows.append([img, *[psnr_ssim_text(s.psnr, s.ssim) for s in scores]])
-    means = result.means()
-    rows.append(["mean", *[psnr_ssim_text(means[m]["psnr"], means[m]["ssim"]) for m in result.methods]])
-    return head, rows
+    return ["image", *result.methods], per_image_rows(result)
 
 
 def _protocol_lines(result: EvalResult) -> list[tuple[str, str]]:

@@ -126,38 +126,49 @@ def _grid(rows: list[list[str]], right: Sequence[bool]) -> list[str]:
     return out
 
 
+def per_image_rows(result: EvalResult) -> list[list[str]]:
+    """PSNR / SSIM text per image (rows) and method (columns), then the row of means."""
+    rows = [[img, *[psnr_ssim_text(s.psnr, s.ssim) for s in (result.score(img, m) for m in result.methods)]]
+            for img in result.images]
+    means = result.means()
+    rows.append(["mean", *[psnr_ssim_text(means[m]["psnr"], means[m]["ssim"]) for m in result.methods]])
+    return rows
+
+
+def means_rows(result: EvalResult, labels: tuple[str, str, str], delta_digits: int
+               ) -> tuple[list[str], list[list[str]]]:
+    """(header, a row per method) of the means table: each metric's mean, the PSNR gain over the
+    bicubic baseline (a column only when there is one; ``delta_digits`` decimals) and seconds per
+    image. ``labels`` head the method, baseline and seconds columns (the text table and the
+    report word them differently)."""
+    means = result.means()
+    metrics = result.metrics()
+    head = [labels[0], *[COLUMNS[k][1] for k in metrics]]
+    base = result.baseline
+    if base is not None:
+        head.append(labels[1])
+    head.append(labels[2])
+    rows = []
+    for m in result.methods:
+        row = [m, *[format_value(k, means[m][k]) for k in metrics]]
+        if base is not None:
+            p, b = means[m]["psnr"], means[base]["psnr"]
+            row.append("-" if m == base or p is None or b is None else f"{p - b:+.{delta_digits}f} dB")
+        row.append(format_value("seconds", means[m]["seconds"]))
+        rows.append(row)
+    return head, rows
+
+
 def format_table(result: EvalResult) -> str:
     """Per-image PSNR/SSIM (images x models) and the means table, as plain text."""
     proto = result.protocol()
     lines = [f"{result.dataset} x{result.scale}: {len(result.images)} images, {proto['summary']} "
              f"(LR {result.lr_source}, gray {result.options.gray_mode})", ""]
-    head = ["PSNR / SSIM (Y)", *result.methods]
-    rows = [head]
-    for img in result.images:
-        row = [img]
-        for m in result.methods:
-            s = result.score(img, m)
-            row.append(psnr_ssim_text(s.psnr, s.ssim))
-        rows.append(row)
-    means = result.means()
-    rows.append(["mean", *[psnr_ssim_text(means[m]["psnr"], means[m]["ssim"]) for m in result.methods]])
+    rows = [["PSNR / SSIM (Y)", *result.methods], *per_image_rows(result)]
     lines += _grid(rows, [False, *([True] * len(result.methods))])
     lines.append("")
-    metrics = result.metrics()
-    head = ["model", *[COLUMNS[k][1] for k in metrics]]
-    base = result.baseline
-    if base is not None:
-        head.append("vs bicubic")
-    head.append("s/img")
-    rows = [head]
-    for m in result.methods:
-        row = [m, *[format_value(k, means[m][k]) for k in metrics]]
-        if base is not None:
-            p, b = means[m]["psnr"], means[base]["psnr"]
-            row.append("-" if m == base or p is None or b is None else f"{p - b:+.3f} dB")
-        row.append(format_value("seconds", means[m]["seconds"]))
-        rows.append(row)
-    lines += _grid(rows, [False, *([True] * (len(head) - 1))])
+    head, means = means_rows(result, ("model", "vs bicubic", "s/img"), 3)
+    lines += _grid([head, *means], [False, *([True] * (len(head) - 1))])
     return "\n".join(lines)
 
 
@@ -166,6 +177,8 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "format_table",
     "format_value",
+    "means_rows",
+    "per_image_rows",
     "psnr_ssim_text",
     "result_dict",
     "write_csv",

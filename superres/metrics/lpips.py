@@ -183,37 +183,25 @@ class LPIPS(nn.Module):
         self.lins = nn.ModuleList(LinearHead(c) for c in spec.channels)
         self.sources: dict[str, str] = {}  # "backbone"/"heads" -> where the tensors came from
 
-        bb_sd: dict[str, torch.Tensor] | None = None
-        hd_sd: dict[str, torch.Tensor] | None = None
-        if backbone is not None:
-            sd = _read_file(Path(backbone), "backbone")
-            bb_sd, extra_heads = _split(sd)
-            if not bb_sd:
-                raise LPIPSWeightsError(f"{backbone}: no backbone tensors ('features.N.weight') in this "
-                                        f"file (first keys: {', '.join(sorted(sd)[:6])})")
-            self.sources["backbone"] = str(backbone)
-            if heads is None and extra_heads:
-                hd_sd = extra_heads
-                self.sources["heads"] = str(backbone)
-        if heads is not None:
-            sd = _read_file(Path(heads), "heads")
-            extra_bb, hd_sd = _split(sd)
-            if not hd_sd:
-                raise LPIPSWeightsError(f"{heads}: no LPIPS head tensors ('lin0.model.1.weight' ...) in "
-                                        f"this file (first keys: {', '.join(sorted(sd)[:6])})")
-            self.sources["heads"] = str(heads)
-            if bb_sd is None and extra_bb:
-                bb_sd = extra_bb
-                self.sources["backbone"] = str(heads)
-        if bb_sd is None:
-            bb_sd, where = _find_backbone(spec)
-            self.sources["backbone"] = where
-        if hd_sd is None:
-            hd_sd, where = _find_heads(spec)
-            self.sources["heads"] = where
+        # A file given for one part may also hold the other; it serves that part only when the
+        # other part was not given a file of its own.
+        given = {"backbone": backbone, "heads": heads}
+        sds: dict[str, dict[str, torch.Tensor]] = {}
+        for part, path in given.items():
+            if path is None:
+                continue
+            other_part = _OTHER_PART[part]
+            sds[part], extra = _read_part(Path(path), part)
+            self.sources[part] = str(path)
+            if given[other_part] is None and extra:
+                sds[other_part] = extra
+                self.sources[other_part] = str(path)
+        for part, find in (("backbone", _find_backbone), ("heads", _find_heads)):
+            if part not in sds:
+                sds[part], self.sources[part] = find(spec)
 
-        _load_checked(self.net, bb_sd, self.sources["backbone"])
-        _load_checked(self.lins, hd_sd, self.sources["heads"])
+        _load_checked(self.net, sds["backbone"], self.sources["backbone"])
+        _load_checked(self.lins, sds["heads"], self.sources["heads"])
         self.eval().requires_grad_(False)
 
     def layer_distances(self, a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
@@ -272,6 +260,22 @@ def _read_bytes(data: bytes, where: str) -> dict[str, torch.Tensor]:
         return unwrap_state_dict(obj, where)
     except ModelFileError as exc:
         raise LPIPSWeightsError(str(exc)) from None
+
+
+_OTHER_PART = {"backbone": "heads", "heads": "backbone"}
+_PART_KEYS = {"backbone": "backbone tensors ('features.N.weight')",
+              "heads": "LPIPS head tensors ('lin0.model.1.weight' ...)"}
+
+
+def _read_part(path: Path, part: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(tensors of ``part``, tensors of the other part) of a file given as ``part``; it must hold ``part``."""
+    sd = _read_file(path, part)
+    bb, hd = _split(sd)
+    own, other = (bb, hd) if part == "backbone" else (hd, bb)
+    if not own:
+        raise LPIPSWeightsError(f"{path}: no {_PART_KEYS[part]} in this file "
+                                f"(first keys: {', '.join(sorted(sd)[:6])})")
+    return own, other
 
 
 def _split(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -319,6 +319,24 @@ def _no_int8(layer: NcnnLayer, source: str) -> None:
                           "int8 scales to dequantize it")
 
 
+def _read_dense(layer: NcnnLayer, reader: _BinReader, size: int, num_output: int, bias_key: int,
+                scales: Callable[[int], tuple[int, bool]], source: str) -> tuple[np.ndarray, Arrays]:
+    """Convolution's and InnerProduct's data, in ncnn's order: the weight (float or int8-tagged),
+    the bias if param ``bias_key`` is set, the int8 scales if int8_scale_term (param 8) is
+    (``scales(term)``: how many weight scales, whether an output scale follows). Returns the
+    flat weight, dequantized, and the other arrays."""
+    weight, is_int8 = reader.tagged(size, f"{layer.describe()} weight")
+    arrays: Arrays = {}
+    if param_int(layer, bias_key, 0, source):
+        arrays["bias"] = reader.raw(num_output, f"{layer.describe()} bias")
+    int8_term = param_int(layer, 8, 0, source)
+    if int8_term:
+        arrays.update(_int8_scales(layer, reader, *scales(int8_term), source))
+    if is_int8:
+        weight = _dequantize(layer, weight, arrays.get("weight_int8_scales"), source)
+    return weight, arrays
+
+
 def _read_convolution(layer: NcnnLayer, reader: _BinReader, source: str) -> Arrays:
     """Convolution and ConvolutionDepthWise: weight (out, in/groups, kh, kw), bias, int8 scales."""
     if param_int(layer, 19, 0, source):
@@ -327,18 +345,14 @@ def _read_convolution(layer: NcnnLayer, reader: _BinReader, source: str) -> Arra
     depthwise = layer.type == "ConvolutionDepthWise"
     group = _groups(layer, num_output, source) if depthwise else 1
     fan_in = _fan_in(layer, size, num_output * kernel_h * kernel_w, source)
-    weight, is_int8 = reader.tagged(size, f"{layer.describe()} weight")
-    arrays: Arrays = {}
-    if param_int(layer, 5, 0, source):
-        arrays["bias"] = reader.raw(num_output, f"{layer.describe()} bias")
-    int8_term = param_int(layer, 8, 0, source)
-    if int8_term:
+
+    def scales(int8_term: int) -> tuple[int, bool]:
         if depthwise and int8_term % 100 not in (1, 2):
             raise NcnnFormatError(f"{source}: {layer.describe()}: unsupported int8_scale_term {int8_term}")
         n_scales = group if (depthwise and int8_term % 100 == 1) else (1 if depthwise else num_output)
-        arrays.update(_int8_scales(layer, reader, n_scales, int8_term > 100, source))
-    if is_int8:
-        weight = _dequantize(layer, weight, arrays.get("weight_int8_scales"), source)
+        return n_scales, int8_term > 100
+
+    weight, arrays = _read_dense(layer, reader, size, num_output, 5, scales, source)
     return {"weight": weight.reshape(num_output, fan_in, kernel_h, kernel_w), **arrays}
 
 
@@ -366,15 +380,8 @@ def _read_inner_product(layer: NcnnLayer, reader: _BinReader, source: str) -> Ar
     num_output = _positive(layer, 0, "num_output", source)
     size = _positive(layer, 2, "weight_data_size", source)
     fan_in = _fan_in(layer, size, num_output, source)
-    weight, is_int8 = reader.tagged(size, f"{layer.describe()} weight")
-    arrays: Arrays = {}
-    if param_int(layer, 1, 0, source):
-        arrays["bias"] = reader.raw(num_output, f"{layer.describe()} bias")
-    int8_term = param_int(layer, 8, 0, source)
-    if int8_term:
-        arrays.update(_int8_scales(layer, reader, num_output, False, source))
-    if is_int8:
-        weight = _dequantize(layer, weight, arrays.get("weight_int8_scales"), source)
+    weight, arrays = _read_dense(layer, reader, size, num_output, 1, lambda _term: (num_output, False),
+                                 source)
     return {"weight": weight.reshape(num_output, fan_in), **arrays}
 
 

@@ -25,7 +25,7 @@ from superres.ncnn.trace import (
     check_weight_layer,
     conv_channels,
     f32,
-    match_graph,
+    match_in_order,
     state_dict_of,
     trace_layer,
 )
@@ -210,10 +210,7 @@ def convert(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: s
     expected, feeds = family.forward(tr, kwargs)
     if output_resize is not None:
         expected = tr.resize(BICUBIC, output_resize, output_resize, expected)
-    names = {layer.name: spec.name for layer, spec in zip(weight_layers, specs, strict=True)}
-    match_graph(layers, lambda layer: names.get(layer.name),
-                lambda layer, ins: trace_layer(layer, ins, names.get(layer.name), tr, source),
-                feeds, expected, tr, OUTPUT_BLOB, label, source)
+    match_in_order(layers, weight_layers, specs, trace_layer, feeds, expected, tr, OUTPUT_BLOB, label, source)
 
     weights = read_weights(layers, bin_data, bin_source)
     converted = ConvertedModel(arch, kwargs, state_dict_of(weight_layers, specs, weights, bin_source),

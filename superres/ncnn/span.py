@@ -29,6 +29,7 @@ from superres.ncnn.trace import (
     ConvertedModel,
     Trace,
     WeightSpec,
+    check_channels,
     check_counts,
     check_io,
     check_loads,
@@ -36,9 +37,10 @@ from superres.ncnn.trace import (
     conv_channels,
     conv_settings,
     f32,
-    match_graph,
+    match_in_order,
     state_dict_of,
     trace_layer,
+    weight_layer_where,
 )
 
 INPUT_BLOB = "data"  # the Real-ESRGAN exporter's blob names
@@ -207,17 +209,14 @@ def _span_forward(tr: _SpanTrace, kw: dict[str, Any], has_scale: bool) -> tuple[
 
 def _check_pointwise(layer: NcnnLayer, spec: WeightSpec, index: int, source: str) -> None:
     """conv_cat: a 1x1, stride 1, unpadded convolution with bias and no fused activation."""
-    where = f"{source}: {layer.describe()}, weight layer #{index} (expected {spec.name})"
+    where = weight_layer_where(layer, spec, index, source)
     if layer.type != "Convolution" or len(layer.inputs) != 1 or len(layer.outputs) != 1:
         raise NcnnFormatError(f"{where}: expected a Convolution with 1 input and 1 output blob")
     wrong = [f"{k}={v}" for k, v in conv_settings(layer, source).items() if v != _POINTWISE[k]]
     if wrong:
         raise NcnnFormatError(f"{where}: expected a 1x1, stride 1, unpadded convolution with bias, found "
                               f"{', '.join(wrong)}")
-    channels = conv_channels(layer, source)
-    if channels != (spec.in_ch, spec.out_ch):
-        raise NcnnFormatError(f"{where}: expected {spec.in_ch} -> {spec.out_ch} channels, found "
-                              f"{channels[0]} -> {channels[1]}")
+    check_channels(conv_channels(layer, source), spec, where)
     if param_int(layer, 9, 0, source):
         raise NcnnFormatError(f"{where}: expected no activation fused into it, found type "
                               f"{param_int(layer, 9, 0, source)} (param 9)")
@@ -262,10 +261,7 @@ def convert(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_source: s
             check_weight_layer(layer, spec, index, source)
     tr = _SpanTrace()
     expected, feeds = _span_forward(tr, kwargs, has_scale)
-    names = {layer.name: spec.name for layer, spec in zip(convs, specs, strict=True)}
-    match_graph(layers, lambda layer: names.get(layer.name),
-                lambda layer, ins: _trace_span_layer(layer, ins, names.get(layer.name), tr, source),
-                feeds, expected, tr, OUTPUT_BLOB, label, source)
+    match_in_order(layers, convs, specs, _trace_span_layer, feeds, expected, tr, OUTPUT_BLOB, label, source)
 
     weights = read_weights(layers, bin_data, bin_source)
     mean = _mean_values(weights[mean_layer.name]["data"], mean_layer, bin_source)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -73,6 +73,21 @@ class WeightSpec:
     in_ch: int
     out_ch: int
     act: Act = None
+
+
+class LayerSpecLike(Protocol):
+    """What the per-layer checks read from a spec: :class:`WeightSpec` or the U-Net's ``LayerSpec``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def in_ch(self) -> int: ...
+    @property
+    def out_ch(self) -> int: ...
+    @property
+    def act(self) -> Act: ...
 
 
 # --- symbolic trace ----------------------------------------------------------------------
@@ -234,6 +249,29 @@ def match_graph(
                               f"but {label} computes {tr.describe(expected)}")
 
 
+TraceT = TypeVar("TraceT", bound=Trace)
+
+
+def match_in_order(
+    layers: list[NcnnLayer],
+    weight_layers: list[NcnnLayer],
+    specs: Sequence[LayerSpecLike],
+    trace: Callable[[NcnnLayer, list[int], str | None, TraceT, str], list[int]],
+    feeds: dict[str, int],
+    expected: int,
+    tr: TraceT,
+    output_blob: str,
+    label: str,
+    source: str,
+) -> None:
+    """:func:`match_graph` for weight layers named by their specs in file order; ``trace`` is the
+    family's layer tracer (:func:`trace_layer` or one extending it), called with that name."""
+    names = {layer.name: spec.name for layer, spec in zip(weight_layers, specs, strict=True)}
+    match_graph(layers, lambda layer: names.get(layer.name),
+                lambda layer, ins: trace(layer, ins, names.get(layer.name), tr, source),
+                feeds, expected, tr, output_blob, label, source)
+
+
 # --- whole-graph and per-layer checks --------------------------------------------------------------------
 
 
@@ -294,13 +332,39 @@ def conv_channels(layer: NcnnLayer, source: str) -> tuple[int, int]:
     return size // per_input, out_ch
 
 
-def check_weight_layer(layer: NcnnLayer, spec: WeightSpec, index: int, source: str) -> None:
-    where = f"{source}: {layer.describe()}, weight layer #{index} (expected {spec.name})"
+def weight_layer_where(layer: NcnnLayer, spec: LayerSpecLike, index: int, source: str) -> str:
+    """The start of every message about weight layer #``index`` (in file order)."""
+    return f"{source}: {layer.describe()}, weight layer #{index} (expected {spec.name})"
+
+
+def check_layer_form(layer: NcnnLayer, spec: LayerSpecLike, where: str) -> None:
+    """The spec's layer type, with one input and one output blob."""
     if layer.type != spec.type:
         raise NcnnFormatError(f"{where}: expected a {spec.type} layer, found {layer.type}")
     if len(layer.inputs) != 1 or len(layer.outputs) != 1:
         raise NcnnFormatError(f"{where}: expected 1 input and 1 output blob, found "
                               f"{len(layer.inputs)} and {len(layer.outputs)}")
+
+
+def check_channels(channels: tuple[int, int], spec: LayerSpecLike, where: str) -> None:
+    """(in, out) channels as read from the layer must be the spec's."""
+    if channels != (spec.in_ch, spec.out_ch):
+        raise NcnnFormatError(f"{where}: expected {spec.in_ch} -> {spec.out_ch} channels, found "
+                              f"{channels[0]} -> {channels[1]}")
+
+
+def check_activation(layer: NcnnLayer, spec: LayerSpecLike, where: str, source: str,
+                     describe: Callable[[Act], str] = act_text) -> None:
+    """The activation fused into the layer (param 9) must be the spec's; ``describe`` names one."""
+    act = activation(layer, source)
+    if act != spec.act:
+        raise NcnnFormatError(f"{where}: expected {describe(spec.act)} fused into it (param 9), "
+                              f"found {describe(act)}")
+
+
+def check_weight_layer(layer: NcnnLayer, spec: WeightSpec, index: int, source: str) -> None:
+    where = weight_layer_where(layer, spec, index, source)
+    check_layer_form(layer, spec, where)
     if spec.type == "PReLU":
         slopes = param_int(layer, 0, 0, source)
         if slopes != spec.out_ch:
@@ -311,14 +375,8 @@ def check_weight_layer(layer: NcnnLayer, spec: WeightSpec, index: int, source: s
     if wrong or param_float(layer, 18, 0.0, source) != 0.0:
         raise NcnnFormatError(f"{where}: expected a 3x3, stride 1, zero-pad 1 convolution with bias, found "
                               f"{', '.join(wrong) or 'a nonzero pad value'}")
-    channels = conv_channels(layer, source)
-    if channels != (spec.in_ch, spec.out_ch):
-        raise NcnnFormatError(f"{where}: expected {spec.in_ch} -> {spec.out_ch} channels, found "
-                              f"{channels[0]} -> {channels[1]}")
-    act = activation(layer, source)
-    if act != spec.act:
-        raise NcnnFormatError(f"{where}: expected {act_text(spec.act)} fused into it (param 9), "
-                              f"found {act_text(act)}")
+    check_channels(conv_channels(layer, source), spec, where)
+    check_activation(layer, spec, where, source)
 
 
 def check_counts(layers: list[NcnnLayer], expected: dict[str, int], label: str, source: str) -> None:
@@ -338,11 +396,16 @@ def state_dict_of(weight_layers: list[NcnnLayer], specs: list[WeightSpec],
         arrays = weights[layer.name]
         parts = {"weight": arrays["slope"]} if spec.type == "PReLU" else {"weight": arrays["weight"],
                                                                           "bias": arrays["bias"]}
-        for suffix, array in parts.items():
-            if not np.isfinite(array).all():
-                raise NcnnFormatError(f"{source}: {layer.describe()} ({spec.name}): "
-                                      f"non-finite {suffix} values")
-            state[f"{spec.name}.{suffix}"] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        put_tensors(state, layer, spec.name, parts, source)
     return state
+
+
+def put_tensors(state: dict[str, torch.Tensor], layer: NcnnLayer, name: str, parts: dict[str, np.ndarray],
+                source: str) -> None:
+    """``state[f"{name}.{suffix}"]`` (contiguous float32) for each part; non-finite values are refused."""
+    for suffix, array in parts.items():
+        if not np.isfinite(array).all():
+            raise NcnnFormatError(f"{source}: {layer.describe()} ({name}): non-finite {suffix} values")
+        state[f"{name}.{suffix}"] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from superres.ncnn.reader import NcnnFormatError, NcnnLayer, param_array, param_float, param_int, read_weights
@@ -28,10 +27,15 @@ from superres.ncnn.trace import (
     ConvertedModel,
     Trace,
     activation,
+    check_activation,
+    check_channels,
     check_io,
+    check_layer_form,
     check_loads,
     f32,
     match_graph,
+    put_tensors,
+    weight_layer_where,
 )
 from superres.ncnn.trace import act_text as plain_act_text
 
@@ -349,12 +353,8 @@ def _channels(layer: NcnnLayer, spec: LayerSpec, source: str) -> tuple[int, int]
 
 
 def check_weight_layer(layer: NcnnLayer, spec: LayerSpec, index: int, source: str) -> None:
-    where = f"{source}: {layer.describe()}, weight layer #{index} (expected {spec.name})"
-    if layer.type != spec.type:
-        raise NcnnFormatError(f"{where}: expected a {spec.type} layer, found {layer.type}")
-    if len(layer.inputs) != 1 or len(layer.outputs) != 1:
-        raise NcnnFormatError(f"{where}: expected 1 input and 1 output blob, found "
-                              f"{len(layer.inputs)} and {len(layer.outputs)}")
+    where = weight_layer_where(layer, spec, index, source)
+    check_layer_form(layer, spec, where)
     unknown = sorted(set(layer.params) - _KNOWN_KEYS[spec.type])
     if unknown:
         raise NcnnFormatError(f"{where}: unsupported param ids {unknown} for {spec.type}")
@@ -362,14 +362,8 @@ def check_weight_layer(layer: NcnnLayer, spec: LayerSpec, index: int, source: st
     wrong = [f"{k}={v}" for k, v in found.items() if v != expected[k]]
     if wrong:
         raise NcnnFormatError(f"{where}: expected {spec.describe()} with bias, found {', '.join(wrong)}")
-    channels = _channels(layer, spec, source)
-    if channels != (spec.in_ch, spec.out_ch):
-        raise NcnnFormatError(f"{where}: expected {spec.in_ch} -> {spec.out_ch} channels, found "
-                              f"{channels[0]} -> {channels[1]}")
-    act = activation(layer, source)
-    if act != spec.act:
-        raise NcnnFormatError(f"{where}: expected {act_text(spec.act)} fused into it (param 9), "
-                              f"found {act_text(act)}")
+    check_channels(_channels(layer, spec, source), spec, where)
+    check_activation(layer, spec, where, source, act_text)
 
 
 # --- whole-graph conversion ------------------------------------------------------------------
@@ -394,6 +388,11 @@ def in_channels(layers: list[NcnnLayer], source: str) -> int:
 
 def num_output(layer: NcnnLayer, source: str) -> int:
     return _p(layer, 0, 0, source)
+
+
+def has_input_blob(layers: list[NcnnLayer], blob: str) -> bool:
+    """Whether an Input layer produces exactly ``blob``: how waifu2x and Real-CUGAN graphs are told apart."""
+    return any(layer.type == "Input" and layer.outputs == [blob] for layer in layers)
 
 
 @dataclass(frozen=True)
@@ -439,11 +438,7 @@ def convert_graph(layers: list[NcnnLayer], bin_data: bytes, source: str, bin_sou
         weight = arrays["weight"]
         if spec.type == "InnerProduct":  # the SE blocks' 1x1 convolutions
             weight = weight.reshape(*weight.shape, 1, 1)
-        for suffix, array in (("weight", weight), ("bias", arrays["bias"])):
-            if not np.isfinite(array).all():
-                raise NcnnFormatError(f"{bin_source}: {layer.describe()} ({spec.name}): "
-                                      f"non-finite {suffix} values")
-            state[f"{spec.name}.{suffix}"] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        put_tensors(state, layer, spec.name, {"weight": weight, "bias": arrays["bias"]}, bin_source)
     return check_loads(ConvertedModel(family.arch, kwargs, state), label, source)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "Denoiser",
     "LinearSchedule",
     "RestoreEDMSampler",
+    "StepSampler",
     "Window",
     "discrete_sigmas",
     "quantize_sigma",
@@ -118,8 +119,38 @@ class Denoiser(Protocol):
 StepCallback = Callable[[int, Tensor, Tensor], None]  # (step index, x after the step, guided x0)
 
 
+class StepSampler:
+    """The sampling loop, written once for the whole-latent and the tiled sampler: every step gets
+    its churn noise for the whole latent (one draw from ``generator``), then runs :meth:`step`."""
+
+    steps: int
+
+    def churn_noise(self, i: int, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
+        raise NotImplementedError
+
+    def step(self, i: int, x: Tensor, denoise: Denoiser, z_center: Tensor | None, noise: Tensor | None
+             ) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def sample(
+        self,
+        denoise: Denoiser,
+        x: Tensor,
+        z_center: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """Run all steps from ``x`` (usually :meth:`RestoreEDMSampler.initial_noise`) down to sigma 0."""
+        for i in range(self.steps):
+            noise = self.churn_noise(i, x, generator)
+            x, x0 = self.step(i, x, denoise, z_center, noise)
+            if callback is not None:
+                callback(i, x, x0)
+        return x
+
+
 @dataclass
-class RestoreEDMSampler:
+class RestoreEDMSampler(StepSampler):
     """Euler EDM sampler with churn, linear CFG, control-scale schedule and restoration guidance."""
 
     steps: int = 50
@@ -186,26 +217,8 @@ class RestoreEDMSampler:
         d = (x - x0) / sigma_hat
         return x + d * (sigma_next - sigma_hat), x0
 
-    def sample(
-        self,
-        denoise: Denoiser,
-        x: Tensor,
-        z_center: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
-        """Run all steps from ``x`` (usually :meth:`initial_noise`) down to sigma 0."""
-        for i in range(self.steps):
-            noise = _churn_noise(self, i, x, generator)
-            x, x0 = self.step(i, x, denoise, z_center, noise)
-            if callback is not None:
-                callback(i, x, x0)
-        return x
-
-
-def _churn_noise(
-    sampler: RestoreEDMSampler, i: int, x: Tensor, generator: torch.Generator | None
-) -> Tensor | None:
-    if sampler.gamma(float(sampler.sigmas[i])) == 0:
-        return None
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    def churn_noise(self, i: int, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
+        """Fresh noise shaped like ``x`` for step ``i``, or None when that step has no churn."""
+        if self.gamma(float(self.sigmas[i])) == 0:
+            return None
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from superres.restore.sampler import Denoiser, RestoreEDMSampler, StepCallback, Window
+from superres.restore.sampler import Denoiser, RestoreEDMSampler, StepSampler, Window
 
 __all__ = [
     "DECODER_HALO",
@@ -98,33 +98,36 @@ def _resnet(block: Any, x: Tensor, core: _Core, store: torch.device | None) -> _
     return (residual + h) / block.output_scale_factor
 
 
-def _encoder_program(encoder: Any, x: Tensor, core: _Core, store: torch.device | None) -> _Program:
-    h = encoder.conv_in(x)
+def _stages(blocks: Any, x: Tensor, core: _Core, store: torch.device | None, down: bool
+            ) -> Generator[_Stats, tuple[Tensor, Tensor], tuple[Tensor, _Core]]:
+    """The encoder's down blocks or the decoder's up blocks: each block's resnets, then its
+    resamplers, which halve (``down``) or double the core; returns the output and that core."""
+    h = x
     del x
-    for down in encoder.down_blocks:
-        for res in down.resnets:
+    for block in blocks:
+        for res in block.resnets:
             step = _resnet(res, h, core, store)
             del h
             h = yield from step
-        if down.downsamplers is not None:
-            for ds in down.downsamplers:
-                h = ds(h)
-            core = tuple(v // 2 for v in core)  # type: ignore[assignment]
+        resamplers = block.downsamplers if down else block.upsamplers
+        if resamplers is not None:
+            for resample in resamplers:
+                h = resample(h)
+            core = tuple(v // 2 if down else v * 2 for v in core)  # type: ignore[assignment]
+    return h, core
+
+
+def _encoder_program(encoder: Any, x: Tensor, core: _Core, store: torch.device | None) -> _Program:
+    stages = _stages(encoder.down_blocks, encoder.conv_in(x), core, store, down=True)
+    del x
+    h, _ = yield from stages
     return h
 
 
 def _decoder_program(decoder: Any, z: Tensor, core: _Core, store: torch.device | None) -> _Program:
-    h = z
+    stages = _stages(decoder.up_blocks, z, core, store, down=False)
     del z
-    for up in decoder.up_blocks:
-        for res in up.resnets:
-            step = _resnet(res, h, core, store)
-            del h
-            h = yield from step
-        if up.upsamplers is not None:
-            for us in up.upsamplers:
-                h = us(h)
-            core = tuple(v * 2 for v in core)  # type: ignore[assignment]
+    h, core = yield from stages
     norm = _group_norm(decoder.conv_norm_out, h, core, store)
     del h
     h = yield from norm
@@ -276,7 +279,7 @@ def gaussian_weights(height: int, width: int, var: float = 0.01) -> Tensor:
     return axis(height)[:, None] * axis(width)[None, :]
 
 
-class TiledSampler:
+class TiledSampler(StepSampler):
     """Runs a :class:`RestoreEDMSampler` step by step on overlapping latent windows, blended."""
 
     def __init__(self, sampler: RestoreEDMSampler, tile: int, stride: int) -> None:
@@ -288,41 +291,31 @@ class TiledSampler:
     def steps(self) -> int:
         return self.sampler.steps
 
-    def sample(
-        self,
-        denoise: Denoiser,
-        x: Tensor,
-        z_center: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
+    def churn_noise(self, i: int, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
+        return self.sampler.churn_noise(i, x, generator)  # for the whole latent, sliced per window
+
+    def step(self, i: int, x: Tensor, denoise: Denoiser, z_center: Tensor | None, noise: Tensor | None
+             ) -> tuple[Tensor, Tensor]:
+        """The sampler's step on every window, the results blended by normalised Gaussian weights."""
         wins = latent_windows(x.shape[-2], x.shape[-1], self.tile, self.stride)
         th, tw = wins[0][1] - wins[0][0], wins[0][3] - wins[0][2]
         weight = gaussian_weights(th, tw).to(device=x.device, dtype=x.dtype)
         total = torch.zeros(x.shape[-2:], device=x.device, dtype=x.dtype)
         for y0, y1, x0, x1 in wins:
             total[y0:y1, x0:x1] += weight
-        for i in range(self.sampler.steps):
-            gamma = self.sampler.gamma(float(self.sampler.sigmas[i]))
-            noise = None
-            if gamma > 0:
-                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            acc = torch.zeros_like(x)
-            acc_x0 = torch.zeros_like(x)
-            for win in wins:
-                y0, y1, x0, x1 = win
-                crop = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
-                x_new, x0_pred = self.sampler.step(
-                    i,
-                    x[crop],
-                    denoise,
-                    None if z_center is None else z_center[crop],
-                    None if noise is None else noise[crop],
-                    window=win,
-                )
-                acc[crop] += x_new * weight
-                acc_x0[crop] += x0_pred * weight
-            x = acc / total
-            if callback is not None:
-                callback(i, x, acc_x0 / total)
-        return x
+        acc = torch.zeros_like(x)
+        acc_x0 = torch.zeros_like(x)
+        for win in wins:
+            y0, y1, x0, x1 = win
+            crop = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+            x_new, x0_pred = self.sampler.step(
+                i,
+                x[crop],
+                denoise,
+                None if z_center is None else z_center[crop],
+                None if noise is None else noise[crop],
+                window=win,
+            )
+            acc[crop] += x_new * weight
+            acc_x0[crop] += x0_pred * weight
+        return acc / total, acc_x0 / total

@@ -68,33 +68,35 @@ SDXL_SPEC = TinySpec(
 )
 
 
-def _resblock(p: str, cin: int, cout: int, temb: int) -> Shapes:
-    s: Shapes = {
-        p + "in_layers.0.weight": (cin,),
-        p + "in_layers.0.bias": (cin,),
-        p + "in_layers.2.weight": (cout, cin, 3, 3),
-        p + "in_layers.2.bias": (cout,),
-        p + "emb_layers.1.weight": (cout, temb),
-        p + "emb_layers.1.bias": (cout,),
-        p + "out_layers.0.weight": (cout,),
-        p + "out_layers.0.bias": (cout,),
-        p + "out_layers.3.weight": (cout, cout, 3, 3),
-        p + "out_layers.3.bias": (cout,),
-    }
-    if cin != cout:
-        s[p + "skip_connection.weight"] = (cout, cin, 1, 1)
-        s[p + "skip_connection.bias"] = (cout,)
-    return s
+def _norm(p: str, ch: int) -> Shapes:
+    """A GroupNorm / LayerNorm: scale and shift."""
+    return {p + "weight": (ch,), p + "bias": (ch,)}
+
+
+def _conv(p: str, cout: int, cin: int, k: int = 3) -> Shapes:
+    return {p + "weight": (cout, cin, k, k), p + "bias": (cout,)}
 
 
 def _linear(p: str, cout: int, cin: int, bias: bool = True) -> Shapes:
     return {p + "weight": (cout, cin), **({p + "bias": (cout,)} if bias else {})}
 
 
+def _resblock(p: str, cin: int, cout: int, temb: int) -> Shapes:
+    s: Shapes = {
+        **_norm(p + "in_layers.0.", cin),
+        **_conv(p + "in_layers.2.", cout, cin),
+        **_linear(p + "emb_layers.1.", cout, temb),
+        **_norm(p + "out_layers.0.", cout),
+        **_conv(p + "out_layers.3.", cout, cout),
+    }
+    if cin != cout:
+        s.update(_conv(p + "skip_connection.", cout, cin, 1))
+    return s
+
+
 def _transformer(p: str, ch: int, depth: int, ctx: int) -> Shapes:
     s: Shapes = {
-        p + "norm.weight": (ch,),
-        p + "norm.bias": (ch,),
+        **_norm(p + "norm.", ch),
         **_linear(p + "proj_in.", ch, ch),
         **_linear(p + "proj_out.", ch, ch),
     }
@@ -106,8 +108,7 @@ def _transformer(p: str, ch: int, depth: int, ctx: int) -> Shapes:
             s.update(_linear(f"{b}{attn}.to_v.", ch, kv, bias=False))
             s.update(_linear(f"{b}{attn}.to_out.0.", ch, ch))
         for n in ("norm1", "norm2", "norm3"):
-            s[f"{b}{n}.weight"] = (ch,)
-            s[f"{b}{n}.bias"] = (ch,)
+            s.update(_norm(f"{b}{n}.", ch))
         s.update(_linear(b + "ff.net.0.proj.", 8 * ch, ch))  # GEGLU: 2 x 4ch
         s.update(_linear(b + "ff.net.2.", ch, 4 * ch))
     return s
@@ -120,8 +121,7 @@ def _unet_encoder(p: str, spec: TinySpec, s: Shapes) -> list[int]:
     s.update(_linear(p + "time_embed.2.", temb, temb))
     s.update(_linear(p + "label_emb.0.0.", temb, spec.adm))
     s.update(_linear(p + "label_emb.0.2.", temb, temb))
-    s[p + "input_blocks.0.0.weight"] = (c0, 4, 3, 3)
-    s[p + "input_blocks.0.0.bias"] = (c0,)
+    s.update(_conv(p + "input_blocks.0.0.", c0, 4))
     chans, ch, idx = [c0], c0, 1
     for level, width in enumerate(spec.widths):
         for _ in range(2):
@@ -132,8 +132,7 @@ def _unet_encoder(p: str, spec: TinySpec, s: Shapes) -> list[int]:
             chans.append(ch)
             idx += 1
         if level != len(spec.widths) - 1:
-            s[f"{p}input_blocks.{idx}.0.op.weight"] = (ch, ch, 3, 3)
-            s[f"{p}input_blocks.{idx}.0.op.bias"] = (ch,)
+            s.update(_conv(f"{p}input_blocks.{idx}.0.op.", ch, ch))
             chans.append(ch)
             idx += 1
     s.update(_resblock(p + "middle_block.0.", ch, ch, temb))
@@ -153,29 +152,21 @@ def _unet_decoder(p: str, spec: TinySpec, chans: list[int], s: Shapes) -> None:
             if level > 0:
                 s.update(_transformer(f"{p}output_blocks.{idx}.1.", ch, spec.depths[level], spec.context))
                 if r == 2:
-                    s[f"{p}output_blocks.{idx}.2.conv.weight"] = (ch, ch, 3, 3)
-                    s[f"{p}output_blocks.{idx}.2.conv.bias"] = (ch,)
+                    s.update(_conv(f"{p}output_blocks.{idx}.2.conv.", ch, ch))
             idx += 1
-    s[p + "out.0.weight"] = (spec.widths[0],)
-    s[p + "out.0.bias"] = (spec.widths[0],)
-    s[p + "out.2.weight"] = (4, spec.widths[0], 3, 3)
-    s[p + "out.2.bias"] = (4,)
+    s.update(_norm(p + "out.0.", spec.widths[0]))
+    s.update(_conv(p + "out.2.", 4, spec.widths[0]))
 
 
 def _vae_block(p: str, cin: int, cout: int) -> Shapes:
     s: Shapes = {
-        p + "norm1.weight": (cin,),
-        p + "norm1.bias": (cin,),
-        p + "conv1.weight": (cout, cin, 3, 3),
-        p + "conv1.bias": (cout,),
-        p + "norm2.weight": (cout,),
-        p + "norm2.bias": (cout,),
-        p + "conv2.weight": (cout, cout, 3, 3),
-        p + "conv2.bias": (cout,),
+        **_norm(p + "norm1.", cin),
+        **_conv(p + "conv1.", cout, cin),
+        **_norm(p + "norm2.", cout),
+        **_conv(p + "conv2.", cout, cout),
     }
     if cin != cout:
-        s[p + "nin_shortcut.weight"] = (cout, cin, 1, 1)
-        s[p + "nin_shortcut.bias"] = (cout,)
+        s.update(_conv(p + "nin_shortcut.", cout, cin, 1))
     return s
 
 
@@ -183,63 +174,43 @@ def _vae_mid(p: str, w: int) -> Shapes:
     s = {
         **_vae_block(p + "block_1.", w, w),
         **_vae_block(p + "block_2.", w, w),
-        p + "attn_1.norm.weight": (w,),
-        p + "attn_1.norm.bias": (w,),
+        **_norm(p + "attn_1.norm.", w),
     }
     for n in ("q", "k", "v", "proj_out"):
-        s[f"{p}attn_1.{n}.weight"] = (w, w, 1, 1)
-        s[f"{p}attn_1.{n}.bias"] = (w,)
+        s.update(_conv(f"{p}attn_1.{n}.", w, w, 1))
     return s
 
 
 def _vae_encoder(p: str, widths: tuple[int, ...], s: Shapes) -> None:
-    s[p + "conv_in.weight"] = (widths[0], 3, 3, 3)
-    s[p + "conv_in.bias"] = (widths[0],)
+    s.update(_conv(p + "conv_in.", widths[0], 3))
     cin = widths[0]
     for i, w in enumerate(widths):
         for j in range(2):
             s.update(_vae_block(f"{p}down.{i}.block.{j}.", cin, w))
             cin = w
         if i != len(widths) - 1:
-            s[f"{p}down.{i}.downsample.conv.weight"] = (w, w, 3, 3)
-            s[f"{p}down.{i}.downsample.conv.bias"] = (w,)
+            s.update(_conv(f"{p}down.{i}.downsample.conv.", w, w))
     s.update(_vae_mid(p + "mid.", cin))
-    s[p + "norm_out.weight"] = (cin,)
-    s[p + "norm_out.bias"] = (cin,)
-    s[p + "conv_out.weight"] = (8, cin, 3, 3)
-    s[p + "conv_out.bias"] = (8,)
+    s.update(_norm(p + "norm_out.", cin))
+    s.update(_conv(p + "conv_out.", 8, cin))
 
 
 def _vae(p: str, widths: tuple[int, ...], s: Shapes) -> None:
     _vae_encoder(p + "encoder.", widths, s)
-    s.update(
-        {
-            p + "quant_conv.weight": (8, 8, 1, 1),
-            p + "quant_conv.bias": (8,),
-            p + "post_quant_conv.weight": (4, 4, 1, 1),
-            p + "post_quant_conv.bias": (4,),
-        }
-    )
+    s.update(_conv(p + "quant_conv.", 8, 8, 1))
+    s.update(_conv(p + "post_quant_conv.", 4, 4, 1))
     d = p + "decoder."
     cin = widths[-1]
-    s[d + "conv_in.weight"] = (cin, 4, 3, 3)
-    s[d + "conv_in.bias"] = (cin,)
+    s.update(_conv(d + "conv_in.", cin, 4))
     s.update(_vae_mid(d + "mid.", cin))
     for i in reversed(range(len(widths))):
         for j in range(3):
             s.update(_vae_block(f"{d}up.{i}.block.{j}.", cin, widths[i]))
             cin = widths[i]
         if i != 0:
-            s[f"{d}up.{i}.upsample.conv.weight"] = (cin, cin, 3, 3)
-            s[f"{d}up.{i}.upsample.conv.bias"] = (cin,)
-    s.update(
-        {
-            d + "norm_out.weight": (cin,),
-            d + "norm_out.bias": (cin,),
-            d + "conv_out.weight": (3, cin, 3, 3),
-            d + "conv_out.bias": (3,),
-        }
-    )
+            s.update(_conv(f"{d}up.{i}.upsample.conv.", cin, cin))
+    s.update(_norm(d + "norm_out.", cin))
+    s.update(_conv(d + "conv_out.", 3, cin))
 
 
 def _clip_l(p: str, spec: TinySpec, vocab: int, s: Shapes) -> None:
@@ -253,10 +224,8 @@ def _clip_l(p: str, spec: TinySpec, vocab: int, s: Shapes) -> None:
         s.update(_linear(b + "mlp.fc1.", 4 * w, w))
         s.update(_linear(b + "mlp.fc2.", w, 4 * w))
         for n in ("layer_norm1", "layer_norm2"):
-            s[f"{b}{n}.weight"] = (w,)
-            s[f"{b}{n}.bias"] = (w,)
-    s[t + "final_layer_norm.weight"] = (w,)
-    s[t + "final_layer_norm.bias"] = (w,)
+            s.update(_norm(f"{b}{n}.", w))
+    s.update(_norm(t + "final_layer_norm.", w))
 
 
 def _open_clip(p: str, spec: TinySpec, vocab: int, s: Shapes) -> None:
@@ -265,8 +234,7 @@ def _open_clip(p: str, spec: TinySpec, vocab: int, s: Shapes) -> None:
         {
             p + "token_embedding.weight": (vocab, w),
             p + "positional_embedding": (77, w),
-            p + "ln_final.weight": (w,),
-            p + "ln_final.bias": (w,),
+            **_norm(p + "ln_final.", w),
             p + "text_projection": (w, spec.pooled),
         }
     )
@@ -282,8 +250,7 @@ def _open_clip(p: str, spec: TinySpec, vocab: int, s: Shapes) -> None:
             }
         )
         for n in ("ln_1", "ln_2"):
-            s[f"{b}{n}.weight"] = (w,)
-            s[f"{b}{n}.bias"] = (w,)
+            s.update(_norm(f"{b}{n}.", w))
 
 
 def _materialise(shapes: Shapes, seed: int) -> dict[str, torch.Tensor]:
@@ -324,8 +291,7 @@ def supir_shapes(spec: TinySpec = TinySpec()) -> Shapes:
     s: Shapes = {}
     p = "model.control_model."
     _unet_encoder(p, spec, s)
-    s[p + "input_hint_block.0.weight"] = (spec.widths[0], 4, 3, 3)
-    s[p + "input_hint_block.0.bias"] = (spec.widths[0],)
+    s.update(_conv(p + "input_hint_block.0.", spec.widths[0], 4))
     c0, c1, c2 = spec.widths
     cond = [c0] * 4 + [c1] * 3 + [c2] * 3
     concat = [c0] * 2 + [c1] * 3 + [c2] * 4 + [0]
@@ -334,16 +300,11 @@ def supir_shapes(spec: TinySpec = TinySpec()) -> Shapes:
     for n, k in zip(cond, concat, strict=True):
         mods.append(
             {
-                "param_free_norm.weight": (n + k,),
-                "param_free_norm.bias": (n + k,),
-                "mlp_shared.0.weight": (nh, n, 3, 3),
-                "mlp_shared.0.bias": (nh,),
-                "zero_mul.weight": (n + k, nh, 3, 3),
-                "zero_mul.bias": (n + k,),
-                "zero_add.weight": (n + k, nh, 3, 3),
-                "zero_add.bias": (n + k,),
-                "zero_conv.weight": (n, n, 1, 1),
-                "zero_conv.bias": (n,),
+                **_norm("param_free_norm.", n + k),
+                **_conv("mlp_shared.0.", nh, n),
+                **_conv("zero_mul.", n + k, nh),
+                **_conv("zero_add.", n + k, nh),
+                **_conv("zero_conv.", n, n, 1),
             }
         )
     for i in (6, 3):
@@ -357,10 +318,8 @@ def supir_shapes(spec: TinySpec = TinySpec()) -> Shapes:
                 "attn.to_v.weight": (inner, ctx),
                 "attn.to_out.0.weight": (q, inner),
                 "attn.to_out.0.bias": (q,),
-                "norm1.weight": (q,),
-                "norm1.bias": (q,),
-                "norm2.weight": (ctx,),
-                "norm2.bias": (ctx,),
+                **_norm("norm1.", q),
+                **_norm("norm2.", ctx),
             },
         )
     for i, m in enumerate(mods):

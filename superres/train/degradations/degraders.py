@@ -13,6 +13,7 @@ import torch
 
 from superres.io.alpha import from_float, to_float
 from superres.metrics.resize import imresize
+from superres.train.degradations import ops
 from superres.train.degradations.kernels import (
     KERNEL_TYPES,
     as_rng,
@@ -21,16 +22,6 @@ from superres.train.degradations.kernels import (
     pulse_kernel,
     random_kernel,
     sinc_kernel,
-)
-from superres.train.degradations.ops import (
-    RESIZE_MODES,
-    add_gaussian_noise,
-    add_poisson_noise,
-    blur,
-    check_batch,
-    jpeg,
-    random_resize,
-    sample_resize,
 )
 
 # ------------------------------------------------------------------------------------------------
@@ -49,7 +40,7 @@ class Degradation(abc.ABC):
         self.scale = int(scale)
 
     def _lr_size(self, hr: torch.Tensor) -> tuple[int, int]:
-        check_batch(hr, rgb=True)
+        ops.check_batch(hr, rgb=True)
         h, w = hr.shape[-2:]
         if h % self.scale or w % self.scale:
             raise ValueError(f"HR size {h}x{w} is not a multiple of the scale {self.scale} (crop it first)")
@@ -129,7 +120,7 @@ class RealESRGANOptions:
     jpeg_range2: tuple[float, float] = (30.0, 95.0)
     # Final step
     final_sinc_prob: float = 0.8
-    resize_modes: tuple[str, ...] = RESIZE_MODES
+    resize_modes: tuple[str, ...] = ops.RESIZE_MODES
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -173,9 +164,9 @@ class RealESRGANOptions:
         lo, hi = self.kernel_size_range
         if lo < 1 or hi < lo or not any(s % 2 for s in range(lo, hi + 1)):
             raise ValueError(f"kernel_size_range must contain an odd size >= 1, got {self.kernel_size_range}")
-        bad_modes = [m for m in self.resize_modes if m not in RESIZE_MODES]
+        bad_modes = [m for m in self.resize_modes if m not in ops.RESIZE_MODES]
         if not self.resize_modes or bad_modes:
-            raise ValueError(f"resize_modes: got {self.resize_modes}; valid: {RESIZE_MODES}")
+            raise ValueError(f"resize_modes: got {self.resize_modes}; valid: {ops.RESIZE_MODES}")
 
 
 _INT_OPTIONS = {"kernel_size_range"}
@@ -273,14 +264,14 @@ class RealESRGANDegradation(Degradation):
         if rng.random() < getattr(o, "gaussian_noise_prob" + suffix):
             sigma = rng.uniform(*getattr(o, "noise_range" + suffix), size=n) / 255.0
             gray = rng.random(n) < getattr(o, "gray_noise_prob" + suffix)
-            return add_gaussian_noise(out, sigma, gray, rng)
+            return ops.add_gaussian_noise(out, sigma, gray, rng)
         scale = rng.uniform(*getattr(o, "poisson_scale_range" + suffix), size=n)
         gray = rng.random(n) < getattr(o, "gray_noise_prob" + suffix)
-        return add_poisson_noise(out, scale, gray, rng)
+        return ops.add_poisson_noise(out, scale, gray, rng)
 
     def _jpeg(self, out: torch.Tensor, rng: np.random.Generator, suffix: str) -> torch.Tensor:
         quality = rng.uniform(*getattr(self.options, "jpeg_range" + suffix), size=out.shape[0])
-        return jpeg(out.clamp(0.0, 1.0), quality)
+        return ops.jpeg(out.clamp(0.0, 1.0), quality)
 
     def _final_sinc(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
         sizes = odd_sizes(self.options.kernel_size_range)
@@ -301,18 +292,18 @@ class RealESRGANDegradation(Degradation):
         hr = hr.detach()
 
         # Stage 1
-        out = blur(hr, self._kernels(rng, n, ""), clamp=False)
-        scale, mode = sample_resize(rng, o.resize_prob, o.resize_range, o.resize_modes)
-        out = random_resize(out, scale, mode=mode, clamp=False)
+        out = ops.blur(hr, self._kernels(rng, n, ""), clamp=False)
+        scale, mode = ops.sample_resize(rng, o.resize_prob, o.resize_range, o.resize_modes)
+        out = ops.random_resize(out, scale, mode=mode, clamp=False)
         out = self._noise(out, rng, "")
         out = self._jpeg(out, rng, "")
 
         # Stage 2
         if rng.random() < o.second_blur_prob:
-            out = blur(out, self._kernels(rng, n, "2"), clamp=False)
-        scale, mode = sample_resize(rng, o.resize_prob2, o.resize_range2, o.resize_modes)
+            out = ops.blur(out, self._kernels(rng, n, "2"), clamp=False)
+        scale, mode = ops.sample_resize(rng, o.resize_prob2, o.resize_range2, o.resize_modes)
         size = (max(1, int(lr_h * scale)), max(1, int(lr_w * scale)))
-        out = random_resize(out, size=size, mode=mode, clamp=False)
+        out = ops.random_resize(out, size=size, mode=mode, clamp=False)
         out = self._noise(out, rng, "2")
 
         # Final step: [resize + sinc] and JPEG, in random order
@@ -321,9 +312,9 @@ class RealESRGANDegradation(Degradation):
         mode = str(choose(rng, list(o.resize_modes)))
         if not sinc_first:
             out = self._jpeg(out, rng, "2")
-        out = random_resize(out, size=(lr_h, lr_w), mode=mode, clamp=False)
+        out = ops.random_resize(out, size=(lr_h, lr_w), mode=mode, clamp=False)
         if any(k.shape[0] > 1 for k in sinc):
-            out = blur(out, sinc, clamp=False)
+            out = ops.blur(out, sinc, clamp=False)
         if sinc_first:
             out = self._jpeg(out, rng, "2")
         return (out.clamp(0.0, 1.0) * 255.0).round() / 255.0

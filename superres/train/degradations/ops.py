@@ -83,6 +83,26 @@ def blur(img: torch.Tensor, kernel: Any, *, clamp: bool = True) -> torch.Tensor:
 _LUMA = (0.299, 0.587, 0.114)
 
 
+def _noise_amounts(
+    img: torch.Tensor, amount: Any, name: str, gray: Any, rng: np.random.Generator | int
+) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """The noise functions' checked arguments: per-sample amounts (>= 0), gray flags, generator."""
+    check_batch(img, rgb=True)
+    rng = as_rng(rng)
+    n = img.shape[0]
+    amounts = per_sample(amount, n, name)
+    grays = per_sample(gray, n, "gray", bool)
+    if (amounts < 0).any():
+        raise ValueError(f"{name} must be >= 0, got {amounts}")
+    return amounts, grays, rng
+
+
+def _add_planes(img: torch.Tensor, planes: list[np.ndarray], clip: bool) -> torch.Tensor:
+    """``img`` plus one (C, H, W) noise array per sample, clipped to [0, 1] if ``clip``."""
+    out = img + torch.from_numpy(np.stack(planes)).to(device=img.device, dtype=img.dtype)
+    return out.clamp(0.0, 1.0) if clip else out
+
+
 def add_gaussian_noise(
     img: torch.Tensor,
     sigma: float | Sequence[float] | np.ndarray,
@@ -94,19 +114,13 @@ def add_gaussian_noise(
     """Add zero-mean Gaussian noise of standard deviation ``sigma`` (in [0, 1] units: pass 10/255
     for "sigma 10"), per sample or for all. Where ``gray`` is true the same noise plane is added to
     all three channels (luminance noise), else each channel gets its own (colour noise)."""
-    check_batch(img, rgb=True)
-    rng = as_rng(rng)
-    n, c, h, w = img.shape
-    sigmas = per_sample(sigma, n, "sigma")
-    grays = per_sample(gray, n, "gray", bool)
-    if (sigmas < 0).any():
-        raise ValueError(f"sigma must be >= 0, got {sigmas}")
+    sigmas, grays, rng = _noise_amounts(img, sigma, "sigma", gray, rng)
+    _, c, h, w = img.shape
     planes = []
     for s, g in zip(sigmas, grays, strict=True):
         noise = rng.standard_normal((1 if g else c, h, w), dtype=np.float32) * np.float32(s)
         planes.append(np.broadcast_to(noise, (c, h, w)))
-    out = img + torch.from_numpy(np.stack(planes)).to(device=img.device, dtype=img.dtype)
-    return out.clamp(0.0, 1.0) if clip else out
+    return _add_planes(img, planes, clip)
 
 
 def add_poisson_noise(
@@ -121,13 +135,8 @@ def add_poisson_noise(
     bits, count its distinct levels ``v`` (rounded up to a power of two), draw ``Poisson(x * v) / v``
     and add ``scale`` times the difference to ``x``. Where ``gray`` is true the noise is computed on
     the luminance (BT.601 weights) and added to all three channels alike. ``scale`` 0 is identity."""
-    check_batch(img, rgb=True)
-    rng = as_rng(rng)
+    scales, grays, rng = _noise_amounts(img, scale, "scale", gray, rng)
     n, c, h, w = img.shape
-    scales = per_sample(scale, n, "scale")
-    grays = per_sample(gray, n, "gray", bool)
-    if (scales < 0).any():
-        raise ValueError(f"scale must be >= 0, got {scales}")
     src = img.detach().cpu().to(torch.float64).numpy()
     planes = []
     for i in range(n):
@@ -137,8 +146,7 @@ def add_poisson_noise(
         levels = 2 ** math.ceil(math.log2(levels))
         noise = (rng.poisson(x * levels) / levels - x) * scales[i]
         planes.append(np.broadcast_to(noise, (c, h, w)))
-    out = img + torch.from_numpy(np.stack(planes)).to(device=img.device, dtype=img.dtype)
-    return out.clamp(0.0, 1.0) if clip else out
+    return _add_planes(img, planes, clip)
 
 
 def jpeg(img: torch.Tensor, quality: float | Sequence[float] | np.ndarray) -> torch.Tensor:
