@@ -127,6 +127,7 @@ class UpscaleEngine:
 
     @staticmethod
     def _limit(value: int) -> int:
+        """The module's ``max_output_pixels`` (the __init__ keyword of that name hides it)."""
         return max_output_pixels(value)
 
     @property

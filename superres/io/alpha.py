@@ -31,7 +31,8 @@ def to_float(pixels: np.ndarray) -> tuple[np.ndarray, float]:
         maxv = float(np.iinfo(pixels.dtype).max)
         return np.divide(pixels, np.float32(maxv), dtype=np.float32), maxv
     if np.issubdtype(pixels.dtype, np.floating):
-        return pixels.astype(np.float32, copy=True), 1.0
+        with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf, refused by the engine
+            return pixels.astype(np.float32, copy=True), 1.0
     raise ValueError(f"unsupported sample type {pixels.dtype}: give uint8 (0-255), uint16 (0-65535) "
                      "or float (0-1) samples")
 
