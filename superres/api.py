@@ -3,13 +3,13 @@
 ``Upscaler.upscale`` accepts what people have at hand (numpy arrays, PIL images, torch
 tensors) and returns the same kind, so it drops into existing code.
 
-What it takes: numpy uint8 (0-255), uint16 (0-65535) or float16/32/64 (0-1, returned as the same
-float type); tensors uint8 or floating point (other integer tensors are refused: int64 0..255 or
-0..65535 cannot be told apart); PIL images of any mode Pillow converts, mode "I" only within
-0..65535 (returned as "I;16"). Refused with ValueError before inference: NaN/inf samples, a scale
-that is not finite and > 0, an output over the engine's pixel limit
-(superres.engine.upscaler.MAX_OUTPUT_PIXELS, ``max_output_pixels=``). An empty (0,C,H,W) batch
-gives an empty batch of the output size.
+What it takes: numpy uint8 (0-255), uint16 (0-65535) or float16/32/64 (0-1, returned as the
+same float type); tensors uint8, uint16 (where torch has it) or floating point (other integer
+tensors are refused: whether int64 holds 0..255 or 0..65535 cannot be told); PIL images of any
+mode Pillow converts, mode "I" only within 0..65535 (returned as "I;16"). Refused with ValueError
+before inference: NaN/inf samples, a scale that is not finite and > 0, an output over the
+engine's pixel limit (superres.engine.upscaler.MAX_OUTPUT_PIXELS, ``max_output_pixels=``).
+An empty (0,C,H,W) batch gives an empty batch of the output size.
 """
 
 from __future__ import annotations
