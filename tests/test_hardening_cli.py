@@ -176,6 +176,18 @@ def test_suffix_into_the_input_folder_does_not_upscale_its_outputs_again(tmp_pat
     assert "0 written, 3 skipped" in capsys.readouterr().out
 
 
+def test_suffix_into_the_input_folder_without_recursion(tmp_path: Path, capsys) -> None:
+    small(tmp_path / "a.png")
+    Image.fromarray(photo(8, 10)).save(tmp_path / "b.jpg")
+    for _ in range(3):
+        assert cli("upscale", str(tmp_path), "-o", str(tmp_path), "--suffix", "_x2") == 0
+    assert files(tmp_path) == ["a.png", "a_x2.png", "b.jpg", "b_x2.jpg"]
+    assert "0 written, 2 skipped" in capsys.readouterr().out
+    # named explicitly, an earlier output is an input like any other
+    assert cli("upscale", str(tmp_path / "a_x2.png"), "-o", str(tmp_path), "--suffix", "_x2") == 0
+    assert (tmp_path / "a_x2_x2.png").is_file()
+
+
 def test_one_file_spelled_several_ways_is_one_input(tmp_path: Path, capsys) -> None:
     src = small(tmp_path / "in" / "a.png")
     (tmp_path / "alias").mkdir()
