@@ -2,6 +2,14 @@
 
 ``Upscaler.upscale`` accepts what people have at hand (numpy arrays, PIL images, torch
 tensors) and returns the same kind, so it drops into existing code.
+
+What it takes: numpy uint8 (0-255), uint16 (0-65535) or float16/32/64 (0-1, returned as the
+same float type); tensors uint8, uint16 (where torch has it) or floating point (other integer
+tensors are refused: whether int64 holds 0..255 or 0..65535 cannot be told); PIL images of any
+mode Pillow converts, mode "I" only within 0..65535 (returned as "I;16"). Refused with ValueError
+before inference: NaN/inf samples, a scale that is not finite and > 0, an output over the
+engine's pixel limit (superres.engine.upscaler.MAX_OUTPUT_PIXELS, ``max_output_pixels=``).
+An empty (0,C,H,W) batch gives an empty batch of the output size.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from superres.engine.upscaler import TileSettings, UpscaleEngine
+from superres.engine.upscaler import TileSettings, UpscaleEngine, check_scale
 from superres.zoo.loader import LoadedModel, load_model
 
 DEFAULT_MODEL = "realesrgan-x4plus"
@@ -40,16 +48,20 @@ class Upscaler:
         alpha: str = "model",
         channels_last: bool = True,
         model_scale: int | None = None,
+        max_output_pixels: int | None = None,
     ) -> None:
         # model_scale: the factor of a weight file that does not record it (SRCNN/FSRCNN .pth)
+        # max_output_pixels: refuse larger outputs (default $SUPERRES_MAX_OUTPUT_PIXELS or 2^28)
+        if scale_factor is not None:
+            scale_factor = check_scale(scale_factor)  # before loading: 0 is not "the default"
         source = model if model is not None else (model_path or DEFAULT_MODEL)
         loaded = source if isinstance(source, LoadedModel) else load_model(source, scale=model_scale)
         self.engine = UpscaleEngine(
             loaded, device=device, precision=precision,
             tiles=TileSettings(tile=tile, pad=tile_pad, batch=batch), alpha=alpha,
-            channels_last=channels_last,
+            channels_last=channels_last, max_output_pixels=max_output_pixels,
         )
-        self.scale = float(scale_factor) if scale_factor else loaded.net_scale
+        self.scale = float(loaded.net_scale) if scale_factor is None else scale_factor
 
     @property
     def model(self) -> LoadedModel:
@@ -64,9 +76,10 @@ class Upscaler:
         """Upscale a numpy array (HxW[xC], RGB(A) unless ``bgr``), PIL image or tensor.
 
         Tensors are (C,H,W) or (N,C,H,W), float in [0,1] (uint8 read as 0-255); the result
-        has the input's type, dtype, layout and device.
+        has the input's type, dtype, layout and device. See the module docstring for what is
+        refused (ValueError, before inference).
         """
-        scale = scale or self.scale
+        scale = self.scale if scale is None else check_scale(scale)
         if isinstance(image, np.ndarray):
             return self._numpy(image, bgr, scale)
         if isinstance(image, torch.Tensor):
@@ -95,14 +108,17 @@ class Upscaler:
 
     def upscale_rgb(self, rgb: torch.Tensor, target_scale: float | None = None,
                     on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        return self.engine.upscale_rgb(rgb, target_scale or self.scale, on_tile)
+        return self.engine.upscale_rgb(rgb, self._target(target_scale), on_tile)
 
     def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
                       on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
-        return self.engine.upscale_array(pixels, target_scale or self.scale, on_tile)
+        return self.engine.upscale_array(pixels, self._target(target_scale), on_tile)
 
     def upscale_arrays(self, frames: list[np.ndarray], target_scale: float | None = None) -> list[np.ndarray]:
-        return self.engine.upscale_arrays(frames, target_scale or self.scale)
+        return self.engine.upscale_arrays(frames, self._target(target_scale))
+
+    def _target(self, target_scale: float | None) -> float:
+        return self.scale if target_scale is None else check_scale(target_scale)
 
     # ---- adapters ------------------------------------------------------------------
     def _numpy(self, arr: np.ndarray, bgr: bool, scale: float) -> np.ndarray:
@@ -114,11 +130,22 @@ class Upscaler:
     def _tensor(self, t: torch.Tensor, scale: float) -> torch.Tensor:
         if t.ndim not in (3, 4):
             raise ValueError(f"expected a (C,H,W) or (N,C,H,W) tensor, got shape {tuple(t.shape)}")
+        if t.dtype != torch.uint8 and t.dtype != getattr(torch, "uint16", None) \
+                and not t.dtype.is_floating_point:
+            raise ValueError(f"unsupported tensor dtype {t.dtype}: give uint8 (0-255), uint16 (0-65535) "
+                             "or float (0-1), e.g. t.float() / 255")
         batch = t[None] if t.ndim == 3 else t
+        if batch.shape[0] == 0:  # an empty batch: nothing to run, but the right output shape
+            _, c, h, w = batch.shape
+            if c not in (1, 2, 3, 4) or min(h, w) < 1:
+                raise ValueError(f"expected (N,C,H,W) with C in 1..4, got shape {tuple(t.shape)}")
+            self.engine.check_size(h, w, scale)
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            return t.new_empty((0, c, *size))
         outs = []
         for item in batch:
             hwc = item.detach().permute(1, 2, 0).cpu()
-            arr = hwc.numpy() if hwc.dtype == torch.uint8 else hwc.float().numpy()
+            arr = hwc.numpy() if not hwc.dtype.is_floating_point else hwc.float().numpy()
             up = self.engine.upscale_array(np.ascontiguousarray(arr), scale)
             outs.append(torch.from_numpy(np.ascontiguousarray(up)).permute(2, 0, 1))
         res = torch.stack(outs).to(device=t.device, dtype=t.dtype)
@@ -129,7 +156,11 @@ class Upscaler:
 
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img).astype(np.uint16)
+            arr = np.asarray(img)
+            if mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 65535):
+                raise ValueError(f'mode "I" image has values {arr.min()}..{arr.max()}; only 0..65535 '
+                                 "(16-bit) is taken: scale or clip it first")
+            arr = arr.astype(np.uint16)
             return Image.fromarray(self.engine.upscale_array(arr, scale))  # uint16 -> "I;16"
         work = {"P": "RGBA" if "transparency" in img.info else "RGB", "LA": "RGBA",
                 "CMYK": "RGB", "1": "L"}.get(mode, mode)

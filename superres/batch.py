@@ -5,13 +5,22 @@ mode can share: collect inputs (folders scanned for images, ``recursive`` keeps 
 tree), map each to its output path (suffix, format), claim outputs (two inputs may not write
 one file, no output may overwrite its input), skip outputs that exist unless ``overwrite``,
 and go on past bad files. Outputs are written atomically, so a killed run leaves no truncated
-image and the same call again resumes. Progress is reported through callbacks only.
+image and the same call again resumes; the temporaries a killed run left beside an output are
+removed when this batch comes to that output. Progress is reported through callbacks only.
+
+Outputs are never inputs: a recursive scan leaves out the output folder when it lies inside an
+input folder, and files where this run's ``suffix`` would put another input's output are not
+inputs either (no ``a_x2_x2.png`` on the next run). Paths are compared after resolving, so one
+file spelled two ways (``./a.png``, an absolute path, a symlink) is one file.
 
 Light to import: torch and the image codecs load when a batch runs.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -50,6 +59,7 @@ class Options:
     requested: str | None  # output format asked for, or None for "auto"
     quality: int | None
     overwrite: bool
+    started: float = field(default_factory=time.time)  # temporaries older than this are stale
 
 
 @dataclass
@@ -96,23 +106,100 @@ class BatchResult:
         return self.failed == 0
 
 
-def collect(inputs: Sequence[str | Path], recursive: bool = False) -> list[Job]:
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """One file however spelled (relative, absolute, through symlinks; hard links too)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _scan(root: Path, recursive: bool, skip: str | None) -> list[tuple[Path, str | None]]:
+    """Files in ``root`` (and its sub-folders if ``recursive``), sorted, with an error for each
+    folder that cannot be listed. Symlinked folders are not descended (as ``Path.rglob``);
+    the folder whose real path is ``skip`` (the output folder) is left out."""
+    found: list[tuple[Path, str | None]] = []
+    todo = [root]
+    while todo:
+        folder = todo.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            found.append((folder, f"cannot read folder: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            path = folder / entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive and os.path.realpath(path) != skip:
+                        todo.append(path)
+                elif path.is_file():
+                    found.append((path, None))
+            except OSError:  # vanished or unreadable entry: not an input
+                continue
+    return sorted(found, key=lambda item: item[0])
+
+
+def _own_outputs(jobs: list[Job], out: str | Path, suffix: str) -> set[tuple[str, str]]:
+    """(real folder, stem) of every output ``jobs`` would write with ``suffix`` (any extension)."""
+    return {(os.path.realpath(Path(out) / j.rel.parent), f"{j.rel.stem}{suffix}")
+            for j in jobs if not j.error}
+
+
+def collect(inputs: Sequence[str | Path], recursive: bool = False, *, out: str | Path | None = None,
+            suffix: str = "") -> list[Job]:
     """Files to process, in a stable order; folders give their images (non-images are left out),
-    missing paths become failed jobs."""
+    missing paths and unreadable folders become failed jobs.
+
+    With ``out`` (the output folder), outputs are kept out of the inputs: a recursive scan skips
+    ``out`` when it is inside an input folder, and a file found in a folder whose name is another
+    found file's output name under ``suffix`` is left out. A file named twice (however spelled)
+    is one job.
+    """
     from superres.io import SUPPORTED_EXTENSIONS
 
+    skip = os.path.realpath(out) if out is not None else None
     jobs: list[Job] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = path.rglob("*") if recursive else path.glob("*")
-            for f in sorted(p for p in found if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS):
-                jobs.append(Job(f, f.relative_to(path)))
+            found = [Job(f, f.relative_to(path), error)
+                     for f, error in _scan(path, recursive, skip)
+                     if error or f.suffix.lower() in SUPPORTED_EXTENSIONS]
+            if out is not None and suffix:
+                ours = _own_outputs(found, out, suffix)
+                found = [j for j in found
+                         if j.error or (os.path.realpath(j.src.parent), j.src.stem) not in ours]
+            jobs.extend(found)
         elif path.is_file():
             jobs.append(Job(path, Path(path.name)))
         else:
             jobs.append(Job(path, Path(path.name), error="no such file or folder"))
-    return jobs
+    seen: set[tuple[str, Path]] = set()
+    unique: list[Job] = []
+    for job in jobs:
+        key = (str(job.src) if job.error else os.path.realpath(job.src), job.rel)
+        if key not in seen:
+            seen.add(key)
+            unique.append(job)
+    return unique
+
+
+def check_output(inputs: Sequence[str | Path], out: str | Path) -> None:
+    """Raise ValueError when ``out`` is one of the input files (``upscale a.png -o a.png``)."""
+    for raw in inputs:
+        if Path(raw).is_file() and _same_file(raw, out):
+            raise ValueError(f"the output {out} is the input {raw} itself; name another output file, "
+                             "or a folder")
+
+
+def check_scale(scale: float) -> float:
+    """``scale`` as a float if it is finite and > 0, else ValueError (0 is not "the default")."""
+    value = float(scale)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"scale must be a finite number > 0, not {scale}")
+    return value
 
 
 def output_path(job: Job, out: Path, single_file: bool, suffix: str, ext: str) -> Path:
@@ -141,20 +228,68 @@ def plan(inputs: Sequence[str | Path], jobs: list[Job], out: str | Path, *, form
     return Options(out, single_file, suffix, requested, quality, overwrite)
 
 
-def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict[Path, Path],
+def _write_error(job: Job, dst: Path, exc: OSError) -> Exception:
+    """An output-side OS error as the input's error line, naming the output too."""
+    from superres.io import ImageWriteError
+
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENAMETOOLONG:
+        size = len(dst.name.encode("utf-8", "surrogateescape"))
+        reason += f" ({size} bytes; use a shorter --suffix or name)"
+    return ImageWriteError(job.src, f"cannot write {dst}: {reason}")
+
+
+def _exists(job: Job, dst: Path) -> bool:
+    try:
+        return dst.exists()
+    except OSError as exc:  # e.g. a name over the file system's limit
+        raise _write_error(job, dst, exc) from exc
+
+
+def _sweep(dst: Path, before: float) -> None:
+    """Remove what a killed run left beside ``dst``: only our own temporaries of that very name
+    (``.<name>.<8 hex>.part``, see superres.io.atomic) and only ones older than this run."""
+    from superres.io.atomic import stale_temps
+
+    for tmp in stale_temps(dst):
+        try:
+            if tmp.stat().st_mtime < before:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def _check_not_input(job: Job, dst: Path) -> None:
+    from superres.io import ImageError
+
+    if _same_file(dst, job.src):
+        raise ImageError(job.src, "output would overwrite the input; use another -o or --suffix")
+
+
+def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict[str, Path],
             note: Callable[[str], None], on_tile: Callable[[int, int], None] | None = None
             ) -> tuple[Path, bool]:
     """Upscale one file; (output path, True if written / False if skipped because it exists).
 
-    Raises ImageError (or anything else) for the caller to report.
+    ``claimed`` maps the real path of each output so far to its input. Raises ImageError (or
+    anything else) for the caller to report; its message names the input file.
     """
-    from superres.io import FORMAT_EXTENSIONS, ImageError, output_format_for, read_image, write_image
+    from superres.io import (
+        FORMAT_EXTENSIONS,
+        ImageError,
+        ImageWriteError,
+        output_format_for,
+        read_image,
+        write_image,
+    )
 
     if job.error:
         raise ImageError(job.src, job.error)
     if opts.requested is not None:  # output name known before decoding: cheap resume check
         dst = output_path(job, opts.out, opts.single_file, opts.suffix, FORMAT_EXTENSIONS[opts.requested])
-        if dst.exists() and not opts.overwrite:
+        _check_not_input(job, dst)
+        if not opts.overwrite and _exists(job, dst):
+            _sweep(dst, opts.started)
             return dst, False
     img = read_image(job.src)
     h, w = img.pixels.shape[:2]
@@ -166,16 +301,27 @@ def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict
     for w_ in caught:
         note(f"note: {job.src}: {w_.message}")
     dst = output_path(job, opts.out, opts.single_file, opts.suffix, FORMAT_EXTENSIONS[fmt])
-    if dst.resolve() == job.src.resolve():
-        raise ImageError(job.src, "output would overwrite the input; use another -o or --suffix")
-    if dst in claimed and claimed[dst] != job.src:
-        raise ImageError(job.src, f"output {dst} is also the output of {claimed[dst]}; "
+    _check_not_input(job, dst)
+    key = os.path.realpath(dst)
+    if key in claimed and not _same_file(claimed[key], job.src):
+        raise ImageError(job.src, f"output {dst} is also the output of {claimed[key]}; "
                                   "use --suffix or --format to tell them apart")
-    claimed[dst] = job.src
-    if dst.exists() and not opts.overwrite:
+    claimed[key] = job.src
+    _sweep(dst, opts.started)
+    if not opts.overwrite and _exists(job, dst):
         return dst, False
-    result = engine.upscale_array(img.pixels, scale, on_tile=on_tile)
-    write_image(dst, result, icc_profile=img.icc_profile, exif=img.exif, quality=opts.quality, format=fmt)
+    try:
+        result = engine.upscale_array(img.pixels, scale, on_tile=on_tile)
+    except ValueError as exc:  # refused by the engine (output too large, NaN samples, ...)
+        raise ImageError(job.src, str(exc)) from exc
+    try:
+        write_image(dst, result, icc_profile=img.icc_profile, exif=img.exif, quality=opts.quality, format=fmt)
+    except ImageError as exc:
+        if exc.path == job.src:
+            raise
+        raise ImageWriteError(job.src, f"cannot write {dst}: {exc.reason}") from exc
+    except OSError as exc:
+        raise _write_error(job, dst, exc) from exc
     return dst, True
 
 
@@ -193,9 +339,9 @@ def run(jobs: list[Job], engine: Engine, opts: Options, *, scale: float | None =
     from superres.io import ImageError
 
     say = note or (lambda _msg: None)
-    target = float(scale or engine.scale)
+    target = float(engine.scale) if scale is None else check_scale(scale)
     result = BatchResult(opts.out)
-    claimed: dict[Path, Path] = {}
+    claimed: dict[str, Path] = {}
     start = time.perf_counter()
     for job in jobs:
         if on_start is not None:
@@ -244,14 +390,16 @@ def upscale_files(
     ``model`` is a zoo name, a weight file, a loaded model, or a ready engine (an ``Upscaler``
     or ``UpscaleEngine``: then the engine options below are its own and are not used).
     ``out_dir`` may name the output file when ``inputs`` is one file. ``scale`` defaults to
-    the engine's. Existing outputs are kept (``skipped``) unless ``overwrite``. Nothing is
-    loaded when there is nothing to do.
+    the engine's (else finite and > 0). Existing outputs are kept (``skipped``) unless
+    ``overwrite``. Nothing is loaded when there is nothing to do. ValueError when ``out_dir`` is
+    one of the input files.
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    if scale is not None and scale <= 0:
-        raise ValueError(f"scale must be positive, not {scale}")
-    jobs = collect(inputs, recursive)
+    if scale is not None:
+        check_scale(scale)
+    check_output(inputs, out_dir)
+    jobs = collect(inputs, recursive, out=out_dir, suffix=suffix)
     opts = plan(inputs, jobs, out_dir, format=format, suffix=suffix, quality=quality, overwrite=overwrite)
     if not jobs:
         return BatchResult(opts.out)

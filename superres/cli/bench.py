@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from superres.cli.options import positive_int
+
 
 def _ints(text: str) -> list[int]:
     try:
@@ -30,7 +32,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sizes", type=_ints, default=[64, 128], help="input sides, e.g. 64,128,256")
     p.add_argument("--tiles", type=_ints, default=[0], help="tile sizes; 0 = whole image")
     p.add_argument("--threads", type=_ints, default=[2], help="CPU thread counts, e.g. 1,2")
-    p.add_argument("--repeat", type=int, default=3, help="timed calls per setting (median)")
+    p.add_argument("--repeat", type=positive_int, default=3, help="timed calls per setting (median)")
     p.add_argument("--no-ncnn", action="store_true", help="skip the ncnn runtime")
     p.add_argument("--json", type=Path, help="write the rows as JSON")
     p.add_argument("--csv", type=Path, help="write the rows as CSV")

@@ -16,7 +16,7 @@ import shlex
 import sys
 from typing import Any
 
-from superres.cli.options import add_engine_options, apply_threads
+from superres.cli.options import add_engine_options, apply_threads, positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -36,12 +36,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--data", metavar="DIR", help="data set folder: HR images, or HR/ + LR_bicubic/X{s}/")
     p.add_argument("--hr", metavar="DIR", help="folder of HR images (instead of --data)")
     p.add_argument("--lr", metavar="DIR", help="folder of LR images matching --hr (or overriding --data's)")
-    p.add_argument("-s", "--scale", type=int, required=True, help="integer scale: 2, 3, 4, 8, ...")
+    p.add_argument("-s", "--scale", type=positive_int, required=True, help="integer scale: 2, 3, 4, 8, ...")
     p.add_argument("--csv", metavar="PATH", help="write per-image rows and means as CSV")
     p.add_argument("--json", metavar="PATH", help="write per-image rows, means and protocol as JSON")
     p.add_argument("--report", metavar="DIR",
                    help="write index.html + report.md with crops and SVG charts to DIR")
-    p.add_argument("--crop-size", type=int, default=96,
+    p.add_argument("--crop-size", type=positive_int, default=96,
                    help="side of the report crops in HR pixels (default: %(default)s)")
     p.add_argument("--rgb", action="store_true",
                    help="also PSNR/SSIM on RGB (3 channels, border = scale, as BasicSR's ModelZoo)")

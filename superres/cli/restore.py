@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from superres.cli.options import non_negative_int, positive_float, positive_int
 from superres.restore.settings import COLOUR_FIXES
 
 
@@ -62,7 +63,7 @@ def add_parser(sub: Any) -> None:
         help="quality: cfg 7.5 from 4.0, s_noise 1.003; fidelity: cfg 4.0 from 1.0, s_noise 1.003; "
         "explicit flags win",
     )
-    p.add_argument("--steps", type=int, default=None, help=f"sampling steps (default: {d.steps})")
+    p.add_argument("--steps", type=positive_int, default=None, help=f"sampling steps (default: {d.steps})")
     p.add_argument(
         "--cfg", type=float, default=None, help=f"CFG scale at the end of sampling (default: {d.cfg})"
     )
@@ -95,22 +96,22 @@ def add_parser(sub: Any) -> None:
         "--s-noise", type=float, default=None, help=f"EDM churn noise scale (default: {d.s_noise})"
     )
     p.add_argument("--color-fix", choices=COLOUR_FIXES, default=None, help=f"(default: {d.color_fix})")
-    p.add_argument("--scale", type=float, default=None, help=f"output scale (default: {d.scale:g})")
+    p.add_argument("--scale", type=positive_float, default=None, help=f"output scale (default: {d.scale:g})")
     p.add_argument(
         "--min-size",
-        type=int,
+        type=non_negative_int,
         default=None,
         help=f"diffusion runs with the short side at least this (default: {d.min_size})",
     )
     p.add_argument("--tile-vae", action="store_true", help="tiled VAE (seamless; saves memory)")
     p.add_argument(
         "--tile-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="tiled sampling with tiles of this many pixels, e.g. 1024 (default: off)",
     )
     p.add_argument(
-        "--tile-stride", type=int, default=None, help="tile stride in pixels (default: half a tile)"
+        "--tile-stride", type=positive_int, default=None, help="tile stride in pixels (default: half a tile)"
     )
     p.add_argument("--seed", type=int, default=None, help=f"(default: {d.seed})")
     p.add_argument(

@@ -13,6 +13,8 @@ import argparse
 import sys
 from typing import Any
 
+from superres.cli.options import positive_int
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -28,7 +30,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--iterations", type=int, default=None, metavar="N",
                    help="override train.iterations (also the length of a cosine schedule)")
     p.add_argument("--check", action="store_true", help="only validate the config, then exit")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
     p.set_defaults(func=run)
 
 

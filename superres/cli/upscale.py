@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from superres.batch import FORMATS
-from superres.cli.options import add_engine_options, apply_threads, engine_kwargs
+from superres.cli.options import add_engine_options, apply_threads, bounded, engine_kwargs
 
 
 def add_parser(sub: Any) -> None:
@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
     add_engine_options(p)
     p.add_argument("-f", "--format", choices=FORMATS, default="auto",
                    help="output format; auto keeps the input's unless alpha or 16-bit needs PNG")
-    p.add_argument("-q", "--quality", type=int, default=None,
+    p.add_argument("-q", "--quality", type=bounded(int, 1, 100), default=None,
                    help="JPEG/WebP quality 1-100 (default: 95)")
     p.add_argument("--suffix", default="", help="appended to output file names, e.g. _x4")
     p.add_argument("--alpha", choices=("model", "bicubic"), default="model",
@@ -48,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from superres.api import Upscaler
 
     apply_threads(args)
-    if args.quality is not None and not 1 <= args.quality <= 100:
-        print("error: --quality must be between 1 and 100", file=sys.stderr)
+    # numbers were checked by the parser (exit 2); what is left is where the outputs go
+    try:
+        batch.check_output(args.inputs, args.output)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.scale is not None and args.scale <= 0:
-        print("error: --scale must be positive", file=sys.stderr)
-        return 2
-    jobs = batch.collect(args.inputs, args.recursive)
+    jobs = batch.collect(args.inputs, args.recursive, out=args.output, suffix=args.suffix)
     if not jobs:
         print(f"error: no images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1

@@ -16,7 +16,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from superres.cli.options import add_engine_options, apply_threads, engine_kwargs
+from superres.cli.options import (
+    add_engine_options,
+    apply_threads,
+    engine_kwargs,
+    non_negative_int,
+    positive_float,
+)
 
 DEFAULT_VIDEO_MODEL = "realesr-animevideov3"
 
@@ -39,7 +45,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--codec", default=None,
                    help="h264, h265, av1, vp9, ffv1 or any FFmpeg encoder name (default: h264 via libx264 "
                         "where the container takes it)")
-    p.add_argument("--crf", type=int, default=None,
+    p.add_argument("--crf", type=non_negative_int, default=None,
                    help="constant-quality level (default: 18 for x264, 20 for x265, 30 for AV1, 31 for VP9); "
                         "0 = lossless for x264/x265")
     p.add_argument("--preset", default=None,
@@ -54,7 +60,7 @@ def add_parser(sub: Any) -> None:
                         "for N (default: 1)"),
         tile_pad=dict(help="context pixels around each tile"),
         precision=dict(help="auto = fp32 on CPU, fp16 on GPU"))
-    p.add_argument("--segment", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--segment", type=positive_float, default=None, metavar="SECONDS",
                    help="length of the resumable segments (default: 10)")
     p.add_argument("--frames-dir", metavar="DIR",
                    help="also (or, without -o, only) write the upscaled frames as PNGs with a frames.json "

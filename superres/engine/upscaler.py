@@ -1,13 +1,18 @@
 """The image-level upscale: channels, alpha, bit depth, target scale around the tiled model.
 
 ``UpscaleEngine`` owns a loaded model, a device, a precision and a tiling policy. It takes a
-HxWxC array (gray, RGB or RGBA; uint8, uint16 or float) and returns the same kind at the
-requested scale. Loading weights and reading files happen elsewhere.
+HxWxC array (gray, RGB or RGBA; uint8, uint16 or float16/32/64) and returns the same kind at
+the requested scale. Loading weights and reading files happen elsewhere.
+
+What it refuses, with ValueError and before any large allocation: a scale that is not finite
+and > 0, an output (or an intermediate model pass) over the output pixel limit, and float
+samples that are NaN or infinite (a network turns one NaN into a black or NaN image).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +36,48 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
 DEFAULT_RRDB_PAD = 32
 # Largest bicubic upscale accepted after the model passes before chaining one more pass.
 MAX_RESIZE_UP = 1.5
+# The largest image the engine makes (the output, or a model pass before the final resize), in
+# pixels: 2^28 (16384 x 16384), the same number as the io input limit superres.io.formats.MAX_PIXELS,
+# so every output can be read back with the default settings. A float32 RGB image that size is
+# 3.2 GB, about what the engine holds at once besides the model. Raise it with
+# $SUPERRES_MAX_OUTPUT_PIXELS or ``max_output_pixels=``.
+MAX_OUTPUT_PIXELS = 1 << 28
+ENV_MAX_OUTPUT_PIXELS = "SUPERRES_MAX_OUTPUT_PIXELS"
+
+
+def max_output_pixels(value: int | None = None) -> int:
+    """The output limit in force: ``value``, else ``$SUPERRES_MAX_OUTPUT_PIXELS``, else the default."""
+    source = "max_output_pixels"
+    if value is None:
+        env = os.environ.get(ENV_MAX_OUTPUT_PIXELS, "").strip()
+        if not env:
+            return MAX_OUTPUT_PIXELS
+        source = ENV_MAX_OUTPUT_PIXELS
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"{ENV_MAX_OUTPUT_PIXELS}={env!r} is not a whole number of pixels") from None
+    if value < 1:
+        raise ValueError(f"{source} must be at least 1 pixel, not {value}")
+    return int(value)
+
+
+def check_scale(scale: float) -> float:
+    """``scale`` as a float when finite and > 0, else ValueError (0 does not mean "the default")."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"scale must be a finite number > 0, not {scale!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"scale must be a finite number > 0, not {scale!r}")
+    return value
+
+
+def check_finite(samples: np.ndarray) -> None:
+    """ValueError when float samples hold NaN or infinity (cast to float32 included)."""
+    if not np.isfinite(samples).all():
+        raise ValueError("the image has NaN or infinite samples; replace them (e.g. numpy.nan_to_num) "
+                         "before upscaling")
 
 
 @dataclass
@@ -61,12 +108,15 @@ class UpscaleEngine:
         alpha: str = "model",
         channels_last: bool = True,
         runner: Runner | None = None,
+        max_output_pixels: int | None = None,
     ) -> None:
         if alpha not in ALPHA_MODES:
             raise ValueError(f"alpha mode must be one of {ALPHA_MODES}, not {alpha!r}")
         self.model = model
         self.tiles = tiles or TileSettings()
         self.alpha = alpha
+        # None: $SUPERRES_MAX_OUTPUT_PIXELS or MAX_OUTPUT_PIXELS, read at each call
+        self.max_output_pixels = None if max_output_pixels is None else self._limit(max_output_pixels)
         # Y-only models (the classic papers' SRCNN/FSRCNN/ESPCN) see Y; chroma is bicubic.
         self.luma = model.luma_only
         if runner is None:
@@ -74,6 +124,11 @@ class UpscaleEngine:
             net = LumaOnly(model.module) if self.luma else model.module
             runner = TorchRunner(net, dev, resolve_dtype(precision, dev), channels_last=channels_last)
         self.runner: Runner = runner
+
+    @staticmethod
+    def _limit(value: int) -> int:
+        """The module's ``max_output_pixels`` (the __init__ keyword of that name hides it)."""
+        return max_output_pixels(value)
 
     @property
     def device(self) -> torch.device:
@@ -179,6 +234,20 @@ class UpscaleEngine:
             n += 1
         return n
 
+    def check_size(self, height: int, width: int, target_scale: float) -> None:
+        """ValueError when the output, or the largest model pass on the way, exceeds the output
+        pixel limit; checked before anything that size is allocated."""
+        limit = max_output_pixels(self.max_output_pixels)
+        hint = f"set {ENV_MAX_OUTPUT_PIXELS} or max_output_pixels= to raise it"
+        pixels = float(height) * width * target_scale * target_scale
+        if pixels > limit:
+            raise ValueError(f"output {width * target_scale:.0f}x{height * target_scale:.0f} "
+                             f"({pixels:.3g} pixels) is over the output limit of {limit} pixels; {hint}")
+        peak = float(self.model.net_scale) ** self.passes_for(target_scale)
+        if float(height) * width * peak * peak > limit:
+            raise ValueError(f"x{target_scale:g} goes through a {width * peak:.0f}x{height * peak:.0f} "
+                             f"model pass, over the output limit of {limit} pixels; {hint}")
+
     def upscale_rgb(self, rgb: torch.Tensor, target_scale: float | None = None,
                     on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """(3,H,W) float in [0,1] -> (3,round(H*S),round(W*S)) float in [0,1]."""
@@ -199,10 +268,9 @@ class UpscaleEngine:
     def _upscale(self, x: torch.Tensor, target_scale: float | None,
                  on_tile: Callable[[int, int], None] | None) -> torch.Tensor:
         """(N,3,H,W) in [0,1] -> (N,3,round(H*S),round(W*S)) in [0,1]: model pass(es), then a resize."""
-        scale = float(target_scale or self.model.net_scale)
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, not {scale}")
+        scale = float(self.model.net_scale) if target_scale is None else check_scale(target_scale)
         h, w = x.shape[-2:]
+        self.check_size(h, w, scale)
         y = x
         for _ in range(self.passes_for(scale)):
             y = self._one_pass(y, on_tile)
@@ -214,11 +282,19 @@ class UpscaleEngine:
     # ---- arrays --------------------------------------------------------------------
     def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
                       on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Gray, RGB or RGBA (HxW or HxWxC), any of uint8/uint16/float -> the same kind, upscaled."""
+        """Gray, RGB or RGBA (HxW or HxWxC), uint8/uint16/float16/32/64 -> the same kind, upscaled.
+
+        Float in [0, 1] comes back as the same float type; NaN/inf samples, a scale that is not
+        finite and > 0 and outputs over the pixel limit raise ValueError before inference.
+        """
         arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
         if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or min(arr.shape[:2]) < 1:
             raise ValueError(f"expected an HxW or HxWxC image with C in 1..4, got shape {pixels.shape}")
+        scale = float(self.model.net_scale) if target_scale is None else check_scale(target_scale)
+        self.check_size(arr.shape[0], arr.shape[1], scale)
         f, _ = to_float(arr)
+        if np.issubdtype(arr.dtype, np.floating):
+            check_finite(f)
         c = f.shape[2]
         colour = f[:, :, :3] if c >= 3 else np.repeat(f[:, :, :1], 3, axis=2)
         alpha = f[:, :, 3] if c == 4 else (f[:, :, 1] if c == 2 else None)
@@ -245,7 +321,11 @@ class UpscaleEngine:
         (:meth:`upscale_rgb_many`); other layouts go through :meth:`upscale_array` one by one."""
         if len(frames) < 2 or any(f.ndim != 3 or f.shape[2] != 3 for f in frames):
             return [self.upscale_array(f, target_scale) for f in frames]
-        rgbs = [torch.from_numpy(np.ascontiguousarray(to_float(f)[0].transpose(2, 0, 1))) for f in frames]
+        floats = [to_float(f)[0] for f in frames]
+        for f, src in zip(floats, frames, strict=True):
+            if np.issubdtype(src.dtype, np.floating):
+                check_finite(f)
+        rgbs = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in floats]
         outs = self.upscale_rgb_many(rgbs, target_scale)
         return [from_float(o.permute(1, 2, 0).numpy(), f.dtype) for o, f in zip(outs, frames, strict=True)]
 

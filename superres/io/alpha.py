@@ -23,25 +23,29 @@ __all__ = ["bleed_colour", "from_float", "premultiply", "to_float", "unpremultip
 def to_float(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     """float32 copy in [0, 1] and the integer maximum it was scaled by (255, 65535; 1.0 for float).
 
-    Float input is passed through unclipped (float TIFFs may hold values above 1).
+    Float input (float16, float32, float64) is passed through unclipped (float TIFFs may hold
+    values above 1). Other integer types are refused: whether int32 means 0-255 or 0-65535
+    cannot be told from the type, and guessing from the values would misread dark images.
     """
     if pixels.dtype == np.uint8 or pixels.dtype == np.uint16:
         maxv = float(np.iinfo(pixels.dtype).max)
         return np.divide(pixels, np.float32(maxv), dtype=np.float32), maxv
     if np.issubdtype(pixels.dtype, np.floating):
-        return pixels.astype(np.float32, copy=True), 1.0
-    raise ValueError(f"unsupported sample type {pixels.dtype}")
+        with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf, refused by the engine
+            return pixels.astype(np.float32, copy=True), 1.0
+    raise ValueError(f"unsupported sample type {pixels.dtype}: give uint8 (0-255), uint16 (0-65535) "
+                     "or float (0-1) samples")
 
 
 def from_float(arr: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
     """Back from [0, 1] floats: scale, clip, round half to even; NaN becomes 0, +inf the maximum.
 
     ``from_float(to_float(x)[0], x.dtype)`` returns ``x`` exactly for uint8 and uint16.
-    float32 output is a plain cast (no clipping).
+    Float output (float16, float32, float64: float in, float out) is a plain cast (no clipping).
     """
     target = np.dtype(dtype)
-    if target == np.float32:
-        return arr.astype(np.float32, copy=True)
+    if np.issubdtype(target, np.floating):
+        return arr.astype(target, copy=True)
     if target not in (np.uint8, np.uint16):
         raise ValueError(f"unsupported output type {target}")
     maxv = float(np.iinfo(target).max)
