@@ -33,6 +33,7 @@ from superres.engine.protocol import Engine
 if TYPE_CHECKING:
     import torch
 
+    from superres.io import ImageData
     from superres.zoo.loader import LoadedModel
 
 DEFAULT_MODEL = "realesrgan-x4plus"
@@ -59,6 +60,7 @@ class Options:
     requested: str | None  # output format asked for, or None for "auto"
     quality: int | None
     overwrite: bool
+    allow_damaged: bool = False  # decode images whose decoder reported damaged data (with a warning)
     started: float = field(default_factory=time.time)  # temporaries older than this are stale
 
 
@@ -210,7 +212,8 @@ def output_path(job: Job, out: Path, single_file: bool, suffix: str, ext: str) -
 
 
 def plan(inputs: Sequence[str | Path], jobs: list[Job], out: str | Path, *, format: str = "auto",
-         suffix: str = "", quality: int | None = None, overwrite: bool = False) -> Options:
+         suffix: str = "", quality: int | None = None, overwrite: bool = False,
+         allow_damaged: bool = False) -> Options:
     """Options for ``jobs``: ``out`` names the output file when the only input is a file and
     ``out`` has an image extension (its format then wins over "auto"), else a folder."""
     from superres.io import format_for_path
@@ -225,7 +228,7 @@ def plan(inputs: Sequence[str | Path], jobs: list[Job], out: str | Path, *, form
     requested = None if format == "auto" else format
     if single_file and requested is None:
         requested = out_fmt
-    return Options(out, single_file, suffix, requested, quality, overwrite)
+    return Options(out, single_file, suffix, requested, quality, overwrite, allow_damaged)
 
 
 def _write_error(job: Job, dst: Path, exc: OSError) -> Exception:
@@ -259,6 +262,33 @@ def _sweep(dst: Path, before: float) -> None:
             pass
 
 
+def pixel_cost(scale: float) -> float:
+    """Bytes of memory one input pixel costs the upscale, for the reader's pixel budget.
+
+    The whole-image float32 RGB input and output (12 bytes a pixel each, the output ``scale**2``
+    times larger) dominate; tiles are bounded separately. At x4 this is 204 bytes, matching the
+    ~200 bytes per input pixel measured for the whole path (issue 17).
+    """
+    return 12.0 * (1.0 + scale * scale)
+
+
+def _read(job: Job, scale: float, opts: Options, note: Callable[[str], None]) -> ImageData:
+    """The input decoded within this upscale's memory budget; decoder remarks become warnings."""
+    from superres.io import ImageDamagedError, ImageReadError, read_image
+    from superres.io.limits import Limits
+
+    try:
+        img = read_image(job.src, limits=Limits(pixel_cost=pixel_cost(scale)),
+                         allow_damaged=opts.allow_damaged, emit_warnings=False)
+    except ImageDamagedError as exc:
+        reason = exc.reason.replace("pass allow_damaged=True to accept it",
+                                    "--allow-damaged (allow_damaged=True) accepts it")
+        raise ImageReadError(job.src, reason) from None
+    for message in img.warnings:
+        note(f"warning: {job.src}: {message}")
+    return img
+
+
 def _check_not_input(job: Job, dst: Path) -> None:
     from superres.io import ImageError
 
@@ -279,7 +309,6 @@ def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict
         ImageError,
         ImageWriteError,
         output_format_for,
-        read_image,
         write_image,
     )
 
@@ -291,7 +320,7 @@ def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict
         if not opts.overwrite and _exists(job, dst):
             _sweep(dst, opts.started)
             return dst, False
-    img = read_image(job.src)
+    img = _read(job, scale, opts, note)
     h, w = img.pixels.shape[:2]
     size = (round(w * scale), round(h * scale))
     with warnings.catch_warnings(record=True) as caught:
@@ -373,6 +402,7 @@ def upscale_files(
     format: str = "auto",
     quality: int | None = None,
     overwrite: bool = False,
+    allow_damaged: bool = False,
     device: str | torch.device | None = "auto",
     precision: str = "auto",
     tile: int | None = None,
@@ -391,8 +421,9 @@ def upscale_files(
     or ``UpscaleEngine``: then the engine options below are its own and are not used).
     ``out_dir`` may name the output file when ``inputs`` is one file. ``scale`` defaults to
     the engine's (else finite and > 0). Existing outputs are kept (``skipped``) unless
-    ``overwrite``. Nothing is loaded when there is nothing to do. ValueError when ``out_dir`` is
-    one of the input files.
+    ``overwrite``. An input whose decoder reports damaged data fails unless ``allow_damaged``
+    (then it is upscaled with a warning). Nothing is loaded when there is nothing to do.
+    ValueError when ``out_dir`` is one of the input files.
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -400,7 +431,8 @@ def upscale_files(
         check_scale(scale)
     check_output(inputs, out_dir)
     jobs = collect(inputs, recursive, out=out_dir, suffix=suffix)
-    opts = plan(inputs, jobs, out_dir, format=format, suffix=suffix, quality=quality, overwrite=overwrite)
+    opts = plan(inputs, jobs, out_dir, format=format, suffix=suffix, quality=quality, overwrite=overwrite,
+                allow_damaged=allow_damaged)
     if not jobs:
         return BatchResult(opts.out)
     if isinstance(model, Engine):

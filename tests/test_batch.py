@@ -111,3 +111,58 @@ def test_single_file_named_output_and_nothing_to_do(tmp_path: Path, weights: Pat
     assert none.files == [] and none.ok
     with pytest.raises(ValueError, match="quality"):
         superres.upscale_files(src, tmp_path / "o", model=weights, quality=0)
+
+
+def _damaged_jpeg(path: Path) -> None:
+    """A JPEG with flipped bytes in its scan: libjpeg says "Corrupt JPEG data" and fills in grey."""
+    import cv2
+
+    _, enc = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    data = bytearray(enc.tobytes())
+    data[len(data) // 2] ^= 0xFF
+    data[len(data) // 2 + 7] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_input_fails_unless_allowed_then_warns(tmp_path: Path, weights: Path) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _damaged_jpeg(inp / "damaged.jpg")
+    save_rgb(inp / "good.png", photo(16, 20))
+    notes: list[str] = []
+    res = superres.upscale_files([inp], tmp_path / "out", model=weights, device="cpu", note=notes.append)
+    by_name = {f.src.name: f for f in res.files}
+    assert by_name["good.png"].status == "written"
+    assert by_name["damaged.jpg"].status == "failed"
+    error = by_name["damaged.jpg"].error or ""
+    assert error.startswith(str(inp / "damaged.jpg")) and "damaged image data" in error
+    assert "--allow-damaged" in error and not (tmp_path / "out" / "damaged.jpg").exists()
+    assert notes == []
+
+    res = superres.upscale_files([inp], tmp_path / "out", model=weights, device="cpu", note=notes.append,
+                                 allow_damaged=True)
+    assert {f.src.name: f.status for f in res.files} == {"damaged.jpg": "written", "good.png": "skipped"}
+    assert len(notes) == 1 and notes[0].startswith(f"warning: {inp / 'damaged.jpg'}: damaged image data")
+
+
+def test_header_bomb_is_one_error_and_the_batch_goes_on(tmp_path: Path, weights: Path) -> None:
+    """A tiny PNG whose header claims 16384 x 16384: refused from the header, nothing decoded."""
+    import struct
+    import zlib
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ihdr = struct.pack(">IIBBBBB", 16384, 16384, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    (inp / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                                   + chunk(b"IEND", b""))
+    save_rgb(inp / "good.png", photo(16, 20))
+    res = superres.upscale_files([inp], tmp_path / "out", model=weights, device="cpu")
+    by_name = {f.src.name: f for f in res.files}
+    assert by_name["good.png"].status == "written" and by_name["bomb.png"].status == "failed"
+    assert "limit" in (by_name["bomb.png"].error or "")

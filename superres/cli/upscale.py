@@ -33,6 +33,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--alpha", choices=("model", "bicubic"), default="model",
                    help="how the alpha channel is upscaled (default: model)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--allow-damaged", action="store_true",
+                   help="upscale images whose decoder reported damaged data (corrupt JPEG scans, PNG "
+                        "checksum errors, broken TIFF strips) with a warning, instead of failing them")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--skip-existing", dest="overwrite", action="store_false",
                       help="leave outputs that already exist (default; resumes a batch)")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
     opts = batch.plan(args.inputs, jobs, args.output, format=args.format, suffix=args.suffix,
-                      quality=args.quality, overwrite=args.overwrite)
+                      quality=args.quality, overwrite=args.overwrite, allow_damaged=args.allow_damaged)
     try:
         up = Upscaler(args.scale, model=args.model, alpha=args.alpha, **engine_kwargs(args))
     except Exception as exc:  # unknown name, missing carrier, bad file: one clear line

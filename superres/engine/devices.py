@@ -5,9 +5,9 @@ Precision: fp32 on CPU, half precision on CUDA, unless told otherwise.
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from superres.io.limits import host_available_memory
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -48,7 +48,7 @@ def free_memory(device: torch.device) -> int | None:
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
     if device.type == "cpu":
-        return _host_available()
+        return host_available_memory()
     return None
 
 
@@ -58,20 +58,7 @@ def available_memory(device: torch.device) -> int:
     where nothing is reported."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    host = _host_available()
+    host = host_available_memory()
     return host if host is not None else 4 << 30
 
 
-def _host_available() -> int | None:
-    """Available host RAM (Linux ``MemAvailable``, else the free pages the OS reports)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None

@@ -59,10 +59,11 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 
 
-def available_memory() -> int:
-    """Bytes of RAM available right now (Linux MemAvailable; free pages elsewhere; 4 GiB if unknown)."""
+def host_available_memory() -> int | None:
+    """Bytes of host RAM available right now (Linux MemAvailable, else the OS's free pages), or
+    None where neither is reported. The one free-memory probe: the engine sizes tiles with it too."""
     try:
-        with open("/proc/meminfo") as f:
+        with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
@@ -71,7 +72,13 @@ def available_memory() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 4 << 30
+        return None
+
+
+def available_memory() -> int:
+    """:func:`host_available_memory`, or 4 GiB where the system reports nothing."""
+    host = host_available_memory()
+    return host if host is not None else 4 << 30
 
 
 def human_bytes(n: float) -> str:
