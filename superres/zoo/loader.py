@@ -20,7 +20,7 @@ from superres.archs import ARCHS, build, detect_arch
 from superres.archs.spec import ArchSpec
 from superres.weights import WEIGHT_EXTENSIONS, ModelFileError, read_recorded_arch, read_state_dict
 from superres.weights.limits import WeightLimits
-from superres.weights.validate import check_integer_buffers, check_values, compare_with_module, meta_build
+from superres.weights.validate import check_values, compare_with_module, meta_build
 from superres.zoo import catalogue
 from superres.zoo.cache import load_named_state_dict
 
@@ -121,7 +121,6 @@ def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | No
         raise ModelFileError(f"{name}: cannot build {what}: {exc}") from None
     own = module.state_dict()
     check_values(sd, name, limits, frozenset(k for k, v in own.items() if not v.is_floating_point()))
-    check_integer_buffers(module, sd, name)
     try:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
