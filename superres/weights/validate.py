@@ -83,11 +83,7 @@ def meta_build(build: Callable[[], nn.Module], state_dict: dict[str, torch.Tenso
     b.registrations, b.elements = 0, 0
     b.max_registrations = REGISTRATIONS_PER_TENSOR * len(state_dict) + REGISTRATIONS_EXTRA
     b.max_elements = 2 * total + 4096
-    handles = [
-        nn_module.register_module_parameter_registration_hook(_on_parameter),
-        nn_module.register_module_buffer_registration_hook(_on_buffer),
-        nn_module.register_module_module_registration_hook(_on_module),
-    ]
+    _install_hooks()
     b.active = True
     try:
         with torch.device("meta"):
@@ -102,8 +98,35 @@ def meta_build(build: Callable[[], nn.Module], state_dict: dict[str, torch.Tenso
         raise ModelFileError(f"{where}: cannot build {what}: {type(exc).__name__}: {exc}") from None
     finally:
         b.active = False
-        for h in handles:
-            h.remove()
+        _remove_hooks()
+
+
+_hooks_lock = threading.Lock()
+_hooks: list[Any] = []
+_hook_users = 0
+
+
+def _install_hooks() -> None:
+    """One set of global hooks however many threads build at once (each counts its own budget)."""
+    global _hook_users
+    with _hooks_lock:
+        if _hook_users == 0:
+            _hooks[:] = [
+                nn_module.register_module_parameter_registration_hook(_on_parameter),
+                nn_module.register_module_buffer_registration_hook(_on_buffer),
+                nn_module.register_module_module_registration_hook(_on_module),
+            ]
+        _hook_users += 1
+
+
+def _remove_hooks() -> None:
+    global _hook_users
+    with _hooks_lock:
+        _hook_users -= 1
+        if _hook_users == 0:
+            for handle in _hooks:
+                handle.remove()
+            _hooks.clear()
 
 
 def compare_with_module(module: nn.Module, state_dict: dict[str, torch.Tensor], where: str,
