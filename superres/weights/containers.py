@@ -23,6 +23,7 @@ SAFETENSORS_DTYPES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
 }
+_ZIP_LOCAL = b"PK\x03\x04"
 _ZIP_EOCD = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_EOCD = b"PK\x06\x06"
@@ -36,9 +37,12 @@ def check_container(path: Path, limits: WeightLimits) -> None:
                              f"{limits.max_weight_file_bytes} (SUPERRES_MAX_WEIGHT_FILE_BYTES)")
     with path.open("rb") as f:
         if path.suffix.lower() == ".safetensors":
-            check_safetensors_header(f.read(8 + min(size - 8, limits.max_weight_header_bytes))
-                                     if size >= 8 else f.read(), size, path, limits)
-        elif zipfile.is_zipfile(f):
+            head = f.read(8)
+            if len(head) == 8:
+                (n,) = struct.unpack("<Q", head)
+                head += f.read(min(n, limits.max_weight_header_bytes))
+            check_safetensors_header(head, size, path, limits)
+        elif f.read(4) == _ZIP_LOCAL:  # how torch.load tells a zip from a legacy pickle
             check_zip(path, size, limits)
 
 
