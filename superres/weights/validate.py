@@ -4,10 +4,10 @@ The hyper-parameters of a user file come from its header (``superres.kwargs``) o
 key names (a detector counts ``body.N`` blocks), so a 2 KB file can ask for an RRDBNet of 20000
 blocks. :func:`meta_build` builds the module on the ``meta`` device (shapes only, no memory) and
 stops it as soon as it registers more parameters, buffers or sub-modules than the tensors
-present could fill; :func:`compare_with_module` then requires the same keys, shapes and kinds of
-dtype; :func:`check_values` refuses NaN/inf, integer or boolean weights and absurd magnitudes,
-which would otherwise give black, white or garbage images with exit 0. Architecture-agnostic:
-the caller passes a zero-argument builder.
+present could fill; :func:`compare_with_module` then requires the same shapes and kinds of dtype
+for the keys both have; :func:`check_values` refuses NaN/inf, integer or boolean weights and
+absurd magnitudes, which would otherwise give black, white or garbage images with exit 0.
+Architecture-agnostic: the caller passes a zero-argument builder.
 """
 
 from __future__ import annotations

@@ -71,10 +71,10 @@ def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | No
     ``scale`` is only checked against the weights.
 
     Unless ``trusted`` (the catalogue's own, hash-checked weights), the module is first built on
-    the meta device, bounded by the tensors present, and compared with them (keys, shapes,
-    dtypes), so hyper-parameters from a header or from key names cannot allocate before they are
-    known to fit. Every weight must be finite, float and within ``limits``. Every problem is a
-    ``ModelFileError``.
+    the meta device, bounded by the tensors present, and compared with them (shapes and dtypes
+    of the shared keys; the strict load checks the key sets), so hyper-parameters from a header
+    or from key names cannot allocate before they are known to fit. Every weight must be finite,
+    float and within ``limits``. Every problem is a ``ModelFileError``.
     """
     limits = limits or WeightLimits.from_env()
     if arch is None or kwargs is None:
