@@ -14,17 +14,21 @@ from typing import Any
 
 import torch
 
+from superres.weights.containers import check_container
+from superres.weights.errors import ModelFileError
+from superres.weights.limits import WeightLimits
+
 WEIGHT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
 # Wrappers seen in BasicSR / Real-ESRGAN / Lightning files, in order of preference.
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "net_g", "generator")
 
 
-class ModelFileError(ValueError):
-    """A weight file that cannot be used; the message names the file and the reason."""
+def read_state_dict(path: str | Path, limits: WeightLimits | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a weight file, unwrapped (``params_ema``, ``module.`` prefixes, ...).
 
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weight file, unwrapped (``params_ema``, ``module.`` prefixes, ...)."""
+    The container is checked against ``limits`` (default: ``WeightLimits.from_env()``) before
+    anything is read, so a small file cannot make the reader allocate gigabytes.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such weight file")
@@ -32,6 +36,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if suffix not in WEIGHT_EXTENSIONS:
         raise ModelFileError(f"{path}: unsupported weight file type {suffix!r}; "
                              f"expected one of {', '.join(WEIGHT_EXTENSIONS)}")
+    try:
+        check_container(path, limits or WeightLimits.from_env())
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the weight file ({exc})") from None
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file

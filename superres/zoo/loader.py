@@ -7,6 +7,7 @@ spec, so what the engine and trainer need (size multiple, Y-only input) comes fr
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from torch import nn
 from superres.archs import ARCHS, build, detect_arch
 from superres.archs.spec import ArchSpec
 from superres.weights import WEIGHT_EXTENSIONS, ModelFileError, read_recorded_arch, read_state_dict
+from superres.weights.limits import WeightLimits
+from superres.weights.validate import check_values, compare_with_module, meta_build
 from superres.zoo import catalogue
 from superres.zoo.cache import load_named_state_dict
 
@@ -56,7 +59,8 @@ class LoadedModel:
 
 
 def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | None = None,
-                          kwargs: dict[str, Any] | None = None, scale: int | None = None) -> LoadedModel:
+                          kwargs: dict[str, Any] | None = None, scale: int | None = None, *,
+                          limits: WeightLimits | None = None, trusted: bool = False) -> LoadedModel:
     """Build and load the module; detect arch/kwargs from the tensors unless given.
 
     Some architectures do not record their scale in the weights (SRCNN's built-in bicubic
@@ -65,9 +69,20 @@ def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | No
     as ``fsrcnn_x3.pth``), else the file is refused with a message saying how to give it:
     a wrong guess would silently produce a badly scaled image. For the other architectures
     ``scale`` is only checked against the weights.
+
+    Unless ``trusted`` (the catalogue's own, hash-checked weights), the module is first built on
+    the meta device, bounded by the tensors present, and compared with them (shapes and dtypes
+    of the shared keys; the strict load checks the key sets), so hyper-parameters from a header
+    or from key names cannot allocate before they are known to fit. Every weight must be finite,
+    float and within ``limits``. Every problem is a ``ModelFileError``.
     """
+    limits = limits or WeightLimits.from_env()
     if arch is None or kwargs is None:
-        found = detect_arch(sd)
+        try:
+            found = detect_arch(sd)
+        except Exception as exc:  # a detector surprised by hostile shapes
+            raise ModelFileError(f"{name}: architecture not recognised ({type(exc).__name__}: "
+                                 f"{exc})") from None
         if found is None:
             sample = ", ".join(sorted(sd)[:6])
             raise ModelFileError(
@@ -78,6 +93,9 @@ def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | No
                 f"SwinIR 'layers.N.residual_group.blocks.M.*')."
             )
         arch, kwargs = found
+    if arch not in ARCHS:
+        raise ModelFileError(f"{name}: unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    _check_kwargs(kwargs, name)
     scale_key = ARCHS[arch].scale_key
     if kwargs.get(scale_key) is None:
         hint = scale if scale is not None else scale_from_name(name)
@@ -87,19 +105,61 @@ def model_from_state_dict(sd: dict[str, torch.Tensor], name: str, arch: str | No
                 f"on the command line, model_scale=3 / load_model(path, scale=3) in Python) or name "
                 f"the file with it, like '{arch}_x3.pth'."
             )
+        _check_scale(hint, name, "the given scale", limits)
         kwargs = {**kwargs, scale_key: hint}
-    elif scale is not None and int(kwargs[scale_key]) != scale:
-        raise ModelFileError(f"{name}: the weights are a x{kwargs[scale_key]} {arch}, not x{scale}")
+    else:
+        _check_scale(kwargs[scale_key], name, f"the recorded {scale_key}", limits)
+        if scale is not None and kwargs[scale_key] != scale:
+            raise ModelFileError(f"{name}: the weights are a x{kwargs[scale_key]} {arch}, not x{scale}")
+    what = f"{arch} {kwargs}"
+    if not trusted:
+        meta = meta_build(lambda: build(arch, **kwargs), sd, name, what)
+        compare_with_module(meta, sd, name, what)
     try:
         module = build(arch, **kwargs)
-    except ValueError as exc:
-        raise ModelFileError(f"{name}: cannot build {arch} {kwargs}: {exc}") from None
+    except Exception as exc:
+        raise ModelFileError(f"{name}: cannot build {what}: {exc}") from None
+    own = module.state_dict()
+    check_values(sd, name, limits, frozenset(k for k, v in own.items() if not v.is_floating_point()))
     try:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
-        raise ModelFileError(f"{name}: tensors do not fit {arch} {kwargs}: {exc}") from None
+        raise ModelFileError(f"{name}: tensors do not fit {what}: {exc}") from None
     module.eval().requires_grad_(False)
     return LoadedModel(module, name, arch, dict(kwargs), int(kwargs[scale_key]))
+
+
+def _check_scale(value: Any, name: str, what: str, limits: WeightLimits) -> None:
+    """A factor the engine can use: an integer 1..limits.max_model_scale (not a bool, not 2.0)."""
+    if not (isinstance(value, int) and not isinstance(value, bool)
+            and 1 <= value <= limits.max_model_scale):
+        raise ModelFileError(f"{name}: {what} is {value!r}; a model's upscaling factor must be an "
+                             f"integer from 1 to {limits.max_model_scale} (SUPERRES_MAX_MODEL_SCALE)")
+
+
+_KWARG_LIMITS = (64, 256)  # list length, string length in a recorded kwargs header
+
+
+def _check_kwargs(kwargs: Any, name: str) -> None:
+    """Recorded hyper-parameters are a flat JSON-like object of finite numbers, short strings and lists."""
+
+    def ok(value: Any, depth: int) -> bool:
+        if value is None or isinstance(value, bool | int):
+            return True
+        if isinstance(value, float):
+            return math.isfinite(value)
+        if isinstance(value, str):
+            return len(value) <= _KWARG_LIMITS[1]
+        if isinstance(value, list | tuple) and depth == 0:
+            return len(value) <= _KWARG_LIMITS[0] and all(ok(v, 1) for v in value)
+        return False
+
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ModelFileError(f"{name}: the recorded hyper-parameters are not an object of names")
+    for key, value in kwargs.items():
+        if not ok(value, 0):
+            raise ModelFileError(f"{name}: the recorded hyper-parameter {key}={value!r:.80} is not a "
+                                 f"finite number, short string or short list")
 
 
 def _recorded_arch(path: Path) -> tuple[str | None, dict[str, Any] | None]:
@@ -133,13 +193,26 @@ def load_model(name_or_path: str | Path, scale: int | None = None) -> LoadedMode
     if key in catalogue.MODELS:
         info = catalogue.get(key)
         sd = load_named_state_dict(info)
-        lm = model_from_state_dict(sd, info.name, info.arch, info.kwargs)
+        lm = model_from_state_dict(sd, info.name, info.arch, info.kwargs, trusted=True)
         lm.output_resize = info.output_resize
         lm.licence = info.licence
         return lm
     path = Path(key).expanduser()
     if path.suffix.lower() in WEIGHT_EXTENSIONS or path.exists():
-        arch, kwargs = _recorded_arch(path)
-        return model_from_state_dict(read_state_dict(path), str(path), arch, kwargs, scale=scale)
+        return load_weight_file(path, scale)
     catalogue.get(key)  # raises the "unknown model" error with the list of names
     raise AssertionError("unreachable")
+
+
+def load_weight_file(path: Path, scale: int | None = None) -> LoadedModel:
+    """A user weight file, every problem with it a ``ModelFileError`` (so callers catch one type)."""
+    limits = WeightLimits.from_env()
+    try:
+        sd = read_state_dict(path, limits)
+        arch, kwargs = _recorded_arch(path)
+        return model_from_state_dict(sd, str(path), arch, kwargs, scale=scale, limits=limits)
+    except ModelFileError:
+        raise
+    except (MemoryError, RuntimeError, TypeError, ValueError, KeyError, IndexError, AttributeError,
+            ZeroDivisionError, OverflowError, OSError) as exc:
+        raise ModelFileError(f"{path}: unusable weight file ({type(exc).__name__}: {exc})") from None
