@@ -3,7 +3,7 @@
 Each reproduction of the issue is built here in ``tmp_path``: NaN/inf/bool/integer/1e30 weights
 (black, white or garbage images with exit 0 before), small files whose header or key names ask for
 enormous networks (minutes and gigabytes before), a zip-bomb ``.pth``, bad recorded scales, and a
-seeded mini-fuzz over truncated / bit-flipped / re-typed files. Limits: docs/limits-weights.md.
+seeded mini-fuzz over truncated / bit-flipped / re-typed files. Limits: docs/limits.md.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def test_absurd_magnitudes_are_refused_unless_the_limit_is_raised(
 
 
 def test_the_default_magnitude_bound_is_far_above_every_shipped_model() -> None:
-    """docs/limits-weights.md: the zoo's largest |w| is 458.5 (SPAN x4 ch52); keep >= 20x margin."""
+    """docs/limits.md: the zoo's largest |w| is 458.5 (SPAN x4 ch52); keep >= 20x margin."""
     assert WeightLimits().max_weight_abs >= 20 * 458.5
     from superres.zoo.cache import load_named_state_dict
     from superres.zoo.catalogue import get

@@ -1,4 +1,4 @@
-"""Limits on weight files, checked before anything is allocated (docs/limits-weights.md).
+"""Limits on weight files, checked before anything is allocated (docs/limits.md).
 
 A weight file comes from anywhere (``--model PATH``, ``superres.load(path)``), so its size, its
 container's declared sizes and the values of its tensors are bounded here. Each default is far
