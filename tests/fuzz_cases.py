@@ -56,6 +56,7 @@ class Case:
     size: tuple[int, int] | None  # upright (width, height) of the input, when known
     what: str  # how it was made, for the report
     recursive: bool = False  # found by scanning the tree with --recursive (else passed by name)
+    diag: tuple[str, ...] = ()  # what the decoders print for this file (to attribute stderr noise)
 
     @property
     def out_rel(self) -> Path:
@@ -227,6 +228,9 @@ _DAMAGE = re.compile(r"corrupt|premature|error|invalid|bad |broken|truncat|can't
                      re.IGNORECASE)
 
 
+_LOG_PREFIX = re.compile(r"^\[\s*[A-Z]+:\d+@[\d.]+\]\s*")
+
+
 @contextlib.contextmanager
 def _captured_fd2() -> Iterator[list[str]]:
     """Everything C libraries write to file descriptor 2 inside the block."""
@@ -259,24 +263,61 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def decoder_reports_damage(data: bytes, ref: tuple[int, int]) -> bool:
-    """True when OpenCV fails, prints an error-like diagnostic, or decodes another size than ``ref``.
+def norm_diag(line: str) -> str:
+    """A decoder message without OpenCV's log prefix (level, thread, time), for matching."""
+    return _LOG_PREFIX.sub("", line).strip()
 
-    Run only on small files (the size is checked from the header first): a flip that enlarges
-    a header makes the image "damaged" without decoding it.
+
+def decoder_messages(data: bytes) -> tuple[np.ndarray | None, list[str]]:
+    """OpenCV's decode of ``data`` and what the C libraries (and Pillow's header parse) said.
+
+    The same libraries run in the CLI, so these messages identify which case printed a stray
+    stderr line there. Pillow's Python warnings are recorded as ``py:Category: message``.
     """
-    size = header_size(data)
-    if size is not None and size[0] * size[1] > 4 * ref[0] * ref[1] + 4096:
-        return True
+    said: list[str] = []
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with contextlib.suppress(Exception), Image.open(io.BytesIO(data)) as im:
+                im.getexif()
+        said += [f"py:{w.category.__name__}: {w.message}" for w in caught]
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     with _captured_fd2() as lines:
         try:
             arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         except cv2.error:
             arr = None
-    if arr is None or any(_DAMAGE.search(ln) and "warning" not in ln.lower() for ln in lines):
-        return True
+    said += [norm_diag(ln) for ln in lines if ln.strip()]
+    return arr, said
+
+
+def decoder_reports_damage(data: bytes, ref: tuple[int, int]) -> tuple[bool, list[str]]:
+    """Whether OpenCV fails, prints an error-like diagnostic, or decodes another size than
+    ``ref``; and the messages. A header enlarged past 4x ``ref`` is damage without decoding."""
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > 4 * ref[0] * ref[1] + 4096:
+        return True, []
+    arr, said = decoder_messages(data)
+    if arr is None or any(_DAMAGE.search(ln) and "warning" not in ln.lower() for ln in said):
+        return True, said
     shape = (arr.shape[1], arr.shape[0])
-    return shape not in (ref, ref[::-1])
+    return shape not in (ref, ref[::-1]), said
+
+
+def add_diagnostics(root: Path, cases: list[Case]) -> None:
+    """Record what the decoders say about each small regular case file (see Case.diag)."""
+    for c in cases:
+        p = root / c.name
+        if c.diag or p.is_symlink() or not p.is_file() or p.stat().st_size > 1 << 20:
+            continue
+        data = p.read_bytes()
+        size = header_size(data)
+        if size is not None and size[0] * size[1] > 4_000_000:
+            continue  # an enlarged header: decoding it here would be the bomb
+        c.diag = tuple(decoder_messages(data)[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,8 +343,9 @@ def _flip(rng: random.Random, root: Path, stem: str, b: Base) -> Case | None:
         return None
     name = f"{stem}{b.ext}"
     _write(root, name, data)
-    expect = "fail" if decoder_reports_damage(data, b.size) else "any"
-    return Case(name, f"flip:{b.name}", expect, b.size, f"{k} byte(s) xor-ed at {sorted(spots)}")
+    damaged, said = decoder_reports_damage(data, b.size)
+    return Case(name, f"flip:{b.name}", "fail" if damaged else "any", b.size,
+                f"{k} byte(s) xor-ed at {sorted(spots)}", diag=tuple(said))
 
 
 def _trunc(rng: random.Random, root: Path, stem: str, b: Base) -> Case | None:
@@ -599,4 +641,5 @@ def generate(root: Path, n: int, seed: int, *, specials: bool = True, tree: int 
             cases.append(case)
     if tree:
         cases += tree_cases(root, rng, bases, tree, next_stem)
+    add_diagnostics(root, cases)
     return cases

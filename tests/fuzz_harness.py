@@ -16,8 +16,11 @@ charged with it, and the rest of the batch goes to a fresh process. Then the inv
   i  a file that must fail was written as a success (damaged data, bombs, Compression=9999)
   j  a damaged file that was written decodes at a plausible size
 
-Noise (a, b) names no file: it is charged to the cases between the named lines around it;
-when those are all of one class the charge is sure, else it is shown as ``N?``.
+Noise (a, b) names no file: it is charged to the cases between the named lines around it,
+narrowed to the case whose path the line contains (a raw Python warning) or to those for
+which the decoders printed that very message when the case was made
+(``Case.diag``); when the suspects are all of one class the charge is sure, else the table
+shows it as ``N?`` (N sure charges, ``?``: also suspected in ambiguous windows).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tests.fuzz_cases import REPO, Case, header_size
+from tests.fuzz_cases import REPO, Case, header_size, norm_diag
 
 INVARIANTS = "abcdefghij"
 MODEL = "fsrcnn-x2"
@@ -196,6 +199,12 @@ def _check_output(path: Path, size: tuple[int, int] | None, exact: bool) -> str 
     return f"output is {hs[0]}x{hs[1]}, expected {want[0]}x{want[1]}"
 
 
+def _said(case: Case, line: str) -> bool:
+    """Whether the decoders printed ``line`` when the case was made (see Case.diag)."""
+    text = norm_diag(line)
+    return any(text == d or (d.startswith("py:") and d[3:] in line) for d in case.diag)
+
+
 def _culprit(run: Run, named: dict[str, int], by_stem: dict[Path, list[Path]]) -> int:
     """Index of the case the killed process was on: the first with neither a line nor an output."""
     for i, c in enumerate(run.cases):
@@ -233,6 +242,8 @@ def check_run(run: Run, out: Path, res: Result, mem_bound_mib: int) -> list[Case
                     hit = names[rest[:k]]
                     break
         if hit is None:
+            if line[:1].isspace() and events and events[-1][0] == "b":
+                continue  # the source line Python prints under a warning: part of the one before
             events.append(("b", line))
             continue
         named[hit.name] += 1
@@ -263,6 +274,8 @@ def check_run(run: Run, out: Path, res: Result, mem_bound_mib: int) -> list[Case
         nxt = min((int(events[i][1]) for i in named_idx if i > e), default=min(done, len(cases) - 1))
         window = cases[prev + 1 : nxt + 1] or cases[max(0, prev) : prev + 1]
         suspects = [c for c in window if c.expect != "ok"] or window
+        said = [c for c in suspects if _said(c, str(line))]
+        suspects = [c for c in cases if f"{c.name}: " in str(line)] or said or suspects
         classes = {c.cls for c in suspects}
         for c in suspects:
             if len(classes) == 1:
