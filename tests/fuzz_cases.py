@@ -28,6 +28,7 @@ import os
 import random
 import re
 import struct
+import sys
 import tempfile
 import warnings
 import zlib
@@ -274,24 +275,22 @@ def decoder_messages(data: bytes) -> tuple[np.ndarray | None, list[str]]:
     The same libraries run in the CLI, so these messages identify which case printed a stray
     stderr line there. Pillow's Python warnings are recorded as ``py:Category: message``.
     """
-    said: list[str] = []
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+    with _captured_fd2() as lines, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             with contextlib.suppress(Exception), Image.open(io.BytesIO(data)) as im:
-                im.getexif()
-        said += [f"py:{w.category.__name__}: {w.message}" for w in caught]
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
-    with _captured_fd2() as lines:
+                im.getexif()  # Pillow's logger (no handler: to stderr) speaks here
+            sys.stderr.flush()
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
         try:
             arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         except cv2.error:
             arr = None
-    said += [norm_diag(ln) for ln in lines if ln.strip()]
-    return arr, said
+    said = [f"py:{w.category.__name__}: {w.message}" for w in caught]
+    return arr, said + [norm_diag(ln) for ln in lines if ln.strip()]
 
 
 def decoder_reports_damage(data: bytes, ref: tuple[int, int]) -> tuple[bool, list[str]]:
