@@ -253,9 +253,10 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
+        with _captured_fd2(), warnings.catch_warnings():  # Pillow's logger: not on our stderr
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data))
+            sys.stderr.flush()
         with im:
             return im.size
     except Exception:
