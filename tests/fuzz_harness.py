@@ -163,6 +163,8 @@ class Result:
         rec = self.cases.setdefault(key, {"cls": case.cls if case else "(run)", "expect":
                                           case.expect if case else "", "violations": {}})
         rec["violations"].setdefault(inv, why)
+        if case is not None:
+            rec.setdefault("what", case.what)
 
 
 def _outputs(out: Path) -> tuple[dict[Path, list[Path]], list[Path]]:
