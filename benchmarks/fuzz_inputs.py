@@ -31,12 +31,19 @@ from tests import fuzz_harness as harness
 from tests.fuzz_cases import generate
 
 
-def _commit() -> str:
+def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        return subprocess.run(["git", *args], capture_output=True, text=True,
                               cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _commit() -> str:
+    """HEAD, and the last commit that changed superres/ (what was fuzzed), "+dirty" if edited since."""
+    dirty = "+dirty" if _git("status", "--porcelain", "--", "superres") else ""
+    return f"HEAD {_git('rev-parse', '--short', 'HEAD')}, superres/ as of " \
+           f"{_git('log', '-1', '--format=%h', '--', 'superres')}{dirty}"
 
 
 def main() -> int:
@@ -59,6 +66,7 @@ def main() -> int:
     t0 = time.monotonic()
     tree = args.tree if args.tree is not None else max(14, args.cases // 200)
     cases = generate(root, args.cases, args.seed, tree=tree)
+    print(f"code: {_commit()}")
     print(f"{len(cases)} cases (seed {args.seed}) made in {time.monotonic() - t0:.1f} s under {root}")
     print("classes:", dict(sorted(Counter(c.cls.split(":")[0] for c in cases).items())))
     res = harness.Result()
