@@ -34,7 +34,7 @@ from tests.fuzz_cases import generate
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
+                              cwd=Path(__file__).resolve().parents[1], check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
