@@ -66,7 +66,8 @@ def main() -> int:
     t0 = time.monotonic()
     tree = args.tree if args.tree is not None else max(14, args.cases // 200)
     cases = generate(root, args.cases, args.seed, tree=tree)
-    print(f"code: {_commit()}")
+    code = _commit()  # before the run: what was fuzzed
+    print(f"code: {code}")
     print(f"{len(cases)} cases (seed {args.seed}) made in {time.monotonic() - t0:.1f} s under {root}")
     print("classes:", dict(sorted(Counter(c.cls.split(":")[0] for c in cases).items())))
     res = harness.Result()
@@ -106,7 +107,7 @@ def main() -> int:
                 print(f"  {inv} {rec['cls']}: {name} ({rec.get('what', '')}): {why}")
     if args.json:
         meta = {"seed": args.seed, "cases": len(cases), "checked": len(done), "wall_s": round(wall),
-                "commit": _commit(), "python": platform.python_version(), "mem_bound_mib": args.mem_bound,
+                "commit": code, "python": platform.python_version(), "mem_bound_mib": args.mem_bound,
                 "batch": args.batch, "mixed": args.mixed}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         harness.to_json(res, done, args.json, meta)
