@@ -6,7 +6,8 @@ long, it is killed, the case it was on (the first with neither an output nor a l
 charged with it, and the rest of the batch goes to a fresh process. Then the invariants:
 
   a  no Python traceback on stderr
-  b  every stderr line is ``error|warning|note: PATH: ...`` naming an input (no library noise)
+  b  every stderr line is ``error|warning|note: PATH: ...`` naming an input (as given, or its
+     absolute path), and nothing else (no library noise)
   c  a refused file has exactly one ``error: PATH:`` line and no output; nothing is dropped silently
   d  every good file is written, decodes, and is twice its upright size
   e  exit code 1 if any file failed, else 0
@@ -55,6 +56,7 @@ class Run:
     """One CLI process: what it printed, how it ended, how much memory it took."""
 
     cases: list[Case]
+    root: Path | None = None  # the folder the names are relative to (the CLI's working folder)
     rc: int | None = None
     stdout: str = ""
     stderr: list[str] = field(default_factory=list)
@@ -93,7 +95,7 @@ def run_cli(root: Path, out: Path, cases: list[Case], *, mem_bound_mib: int, tim
     env = dict(os.environ)
     env.pop("SUPERRES_MAX_PIXELS", None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    run = Run(cases)
+    run = Run(cases, root)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
@@ -221,6 +223,8 @@ def check_run(run: Run, out: Path, res: Result, mem_bound_mib: int) -> list[Case
     """Charge ``run``'s violations to its cases; returns the cases still to do (after a kill)."""
     cases = run.cases
     names = {c.name: c for c in cases}
+    if run.root is not None:  # a line may name the input by its absolute path too
+        names.update({str(run.root.absolute() / c.name): c for c in cases})
     errors: dict[str, int] = defaultdict(int)
     named: dict[str, int] = defaultdict(int)
     order = {c.name: i for i, c in enumerate(cases)}
@@ -277,7 +281,7 @@ def check_run(run: Run, out: Path, res: Result, mem_bound_mib: int) -> list[Case
         window = cases[prev + 1 : nxt + 1] or cases[max(0, prev) : prev + 1]
         suspects = [c for c in window if c.expect != "ok"] or window
         said = [c for c in suspects if _said(c, str(line))]
-        suspects = [c for c in cases if f"{c.name}: " in str(line)] or said or suspects
+        suspects = [c for c in cases if f"{Path(c.name).name}: " in str(line)] or said or suspects
         classes = {c.cls for c in suspects}
         for c in suspects:
             if len(classes) == 1:
