@@ -294,17 +294,18 @@ def decoder_messages(data: bytes) -> tuple[np.ndarray | None, list[str]]:
     return arr, said + [norm_diag(ln) for ln in lines if ln.strip()]
 
 
-def decoder_reports_damage(data: bytes, ref: tuple[int, int]) -> tuple[bool, list[str]]:
-    """Whether OpenCV fails, prints an error-like diagnostic, or decodes another size than
-    ``ref``; and the messages. A header enlarged past 4x ``ref`` is damage without decoding."""
+def decoder_reports_damage(data: bytes, ref: tuple[int, int]) -> tuple[bool, list[str], bool]:
+    """(damaged, messages, same size): damaged when OpenCV fails or prints an error-like message
+    (not a warning), or the header now claims over 4x ``ref``'s pixels (then nothing is decoded).
+    A decode without complaint at another size (a flipped width field) is not damage the decoder
+    reported; the caller then leaves the expected size open."""
     size = header_size(data)
     if size is not None and size[0] * size[1] > 4 * ref[0] * ref[1] + 4096:
-        return True, []
+        return True, [], False
     arr, said = decoder_messages(data)
     if arr is None or any(_DAMAGE.search(ln) and "warning" not in ln.lower() for ln in said):
-        return True, said
-    shape = (arr.shape[1], arr.shape[0])
-    return shape not in (ref, ref[::-1]), said
+        return True, said, False
+    return False, said, (arr.shape[1], arr.shape[0]) in (ref, ref[::-1])
 
 
 def add_diagnostics(root: Path, cases: list[Case]) -> None:
@@ -343,8 +344,8 @@ def _flip(rng: random.Random, root: Path, stem: str, b: Base) -> Case | None:
         return None
     name = f"{stem}{b.ext}"
     _write(root, name, data)
-    damaged, said = decoder_reports_damage(data, b.size)
-    return Case(name, f"flip:{b.name}", "fail" if damaged else "any", b.size,
+    damaged, said, same_size = decoder_reports_damage(data, b.size)
+    return Case(name, f"flip:{b.name}", "fail" if damaged else "any", b.size if same_size else None,
                 f"{k} byte(s) xor-ed at {sorted(spots)}", diag=tuple(said))
 
 
