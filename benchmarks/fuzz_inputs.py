@@ -1,8 +1,9 @@
 """Long fuzz runs of ``superres upscale``: thousands of seeded cases, the invariant table per class.
 
 The same cases and checker as tests/test_fuzz_inputs.py (tests/fuzz_cases.py,
-tests/fuzz_harness.py), at scale. Cases are batched by class (``--mixed`` shuffles them like
-the test does), so stderr noise, which names no file, is charged to the right class. Each
+tests/fuzz_oracle.py, tests/fuzz_harness.py), at scale. Cases are batched by class
+(``--mixed`` shuffles them like the test does), so stderr noise, which names no file, is
+charged to the right class. Batches run in a seeded random order. Each
 batch runs in one CLI process; a process over the memory bound or stuck is killed, the case
 it was on is charged, and the rest of its batch goes on in a fresh process.
 

@@ -42,7 +42,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tests.fuzz_cases import REPO, Case, header_size, norm_diag
+from tests.fuzz_cases import REPO, Case
+from tests.fuzz_oracle import header_size, norm_diag
 
 INVARIANTS = "abcdefghij"
 MODEL = "fsrcnn-x2"
