@@ -143,6 +143,22 @@ def _scan(root: Path, recursive: bool, skip: str | None) -> list[tuple[Path, str
     return sorted(found, key=lambda item: item[0])
 
 
+def _not_a_file(path: Path) -> str:
+    """Why an input that is neither a file nor a folder cannot be read (a FIFO is never opened)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            return f"a symbolic link to nothing readable ({exc.strerror or exc})"
+        if exc.errno == errno.ENOENT:
+            return "no such file or folder"
+        return f"cannot read: {exc.strerror or exc}"
+    kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"not a regular file ({kind})"
+
+
 def _own_outputs(jobs: list[Job], out: str | Path, suffix: str) -> set[tuple[str, str]]:
     """(real folder, stem) of every output ``jobs`` would write with ``suffix`` (any extension)."""
     return {(os.path.realpath(Path(out) / j.rel.parent), f"{j.rel.stem}{suffix}")
@@ -177,7 +193,7 @@ def collect(inputs: Sequence[str | Path], recursive: bool = False, *, out: str |
         elif path.is_file():
             jobs.append(Job(path, Path(path.name)))
         else:
-            jobs.append(Job(path, Path(path.name), error="no such file or folder"))
+            jobs.append(Job(path, Path(path.name), error=_not_a_file(path)))
     seen: set[tuple[str, Path]] = set()
     unique: list[Job] = []
     for job in jobs:

@@ -166,3 +166,16 @@ def test_header_bomb_is_one_error_and_the_batch_goes_on(tmp_path: Path, weights:
     by_name = {f.src.name: f for f in res.files}
     assert by_name["good.png"].status == "written" and by_name["bomb.png"].status == "failed"
     assert "limit" in (by_name["bomb.png"].error or "")
+
+
+def test_inputs_that_are_not_files_say_what_they_are(tmp_path: Path, weights: Path) -> None:
+    import os
+
+    fifo, dangling, missing = tmp_path / "p.png", tmp_path / "dangling.png", tmp_path / "missing.png"
+    os.mkfifo(fifo)  # never opened: reading a FIFO with no writer would block the batch
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    res = superres.upscale_files([fifo, dangling, missing], tmp_path / "out", model=weights, device="cpu")
+    reasons = {f.src.name: (f.error or "").split(": ", 1)[1] for f in res.files}
+    assert reasons == {"p.png": "not a regular file (a named pipe)",
+                       "dangling.png": "a symbolic link to nothing readable (No such file or directory)",
+                       "missing.png": "no such file or folder"}
