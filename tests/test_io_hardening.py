@@ -546,3 +546,22 @@ def test_mini_fuzz(tmp_path: Path) -> None:
     # The libraries take ~100 MB; then at most the budget at read_image's own cost per pixel.
     budget = int(0.75 * FUZZ_MEMORY / 200)
     assert result["peak_kib"] * 1024 < 150e6 + budget * READ_PIXEL_COST
+
+
+def _jpeg_with_tail(tail: bytes) -> bytes:
+    """A valid JPEG with ``tail`` inserted before its end-of-image marker."""
+    data = _encode(_pattern(), "JPEG")
+    assert data.endswith(b"\xff\xd9")
+    return data[:-2] + tail + b"\xff\xd9"
+
+
+def test_camera_padding_before_eoi_is_a_warning_but_stray_scan_bytes_are_damage(tmp_path: Path) -> None:
+    """libjpeg words both alike ("N extraneous bytes before marker 0xd9"); the bytes tell them apart."""
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(_jpeg_with_tail(b"\x00\x00"))
+    img = read_image(padded, emit_warnings=False)
+    assert any("extraneous bytes" in w for w in img.warnings)
+    stray = tmp_path / "stray.jpg"
+    stray.write_bytes(_jpeg_with_tail(b"\x5a\x13"))
+    with pytest.raises(ImageDamagedError, match="extraneous bytes"):
+        read_image(stray)

@@ -47,9 +47,12 @@ _TIFF_BENIGN = re.compile(
     re.I,
 )
 # "Corrupt JPEG data: 2 extraneous bytes before marker 0xd9": padding some cameras leave before
-# the end-of-image marker after a complete scan. A few bytes are a note; more mean damage.
+# the end-of-image marker after a complete scan. A few fill bytes (0x00 or 0xFF) are a note; other
+# bytes there are scan data the decoder lost its way in (a damaged scan ends the same way), and
+# more than a few are damage either way. ``settle_jpeg_padding`` looks at the bytes themselves.
 _JPEG_PADDING = re.compile(r"Corrupt JPEG data: (\d+) extraneous bytes before marker 0xd9")
 _JPEG_PADDING_MAX = 16
+_JPEG_FILL = frozenset((0x00, 0xFF))
 # libjpeg's warnings (JWRN_*) that mean the scan data is wrong; it fills what it cannot decode.
 _JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG", "Invalid SOS", "Inconsistent progression",
                 "Bogus ", "Huffman table", "Invalid JPEG", "Unsupported JPEG")  # fmt: skip
@@ -63,6 +66,19 @@ class DecoderReport:
     unsupported: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     quiet: list[str] = field(default_factory=list)  # harmless pedantry, not shown to anyone
+
+    def settle_jpeg_padding(self, data: bytes) -> None:
+        """Keep a padding note only when the bytes before the final EOI marker are fill bytes."""
+        end = data.rfind(b"\xff\xd9")
+        kept = []
+        for note in self.notes:
+            pad = _JPEG_PADDING.search(note)
+            count = int(pad.group(1)) if pad else 0
+            if pad and (end < count or not set(data[end - count:end]) <= _JPEG_FILL):
+                self.damage.append(note)
+            else:
+                kept.append(note)
+        self.notes = kept
 
     def add_text(self, text: str) -> None:
         lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -483,6 +483,8 @@ def read_image(
         try:
             with native_stderr(report):
                 decoded = _parse_and_decode(p, data, sniffed, chunks, limits)
+            if sniffed == "jpeg":
+                report.settle_jpeg_padding(data)
             damage += report.damage
             if report.unsupported:
                 raise ImageReadError(p, f"cannot decode the pixel data: {_more(report.unsupported)}")
