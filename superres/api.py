@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from superres.engine.upscaler import TileSettings, UpscaleEngine, check_scale
+from superres.zoo import DEFAULT_MODEL
 from superres.zoo.loader import LoadedModel, load_model
-
-DEFAULT_MODEL = "realesrgan-x4plus"
 
 
 class Upscaler:

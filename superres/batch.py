@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from superres.engine.protocol import Engine
+from superres.zoo import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     import torch
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from superres.io import ImageData
     from superres.zoo.loader import LoadedModel
 
-DEFAULT_MODEL = "realesrgan-x4plus"
 FORMATS = ("auto", "png", "jpg", "webp", "tiff", "bmp")
 Status = Literal["written", "skipped", "failed"]
 

@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from superres.engine.devices import PRECISIONS
-
-DEFAULT_MODEL = "realesrgan-x4plus"
+from superres.zoo import DEFAULT_MODEL
 
 
 def bounded(kind: type[int] | type[float], low: float | None = None, high: float | None = None, *,
