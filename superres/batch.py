@@ -62,6 +62,10 @@ class Options:
     overwrite: bool
     allow_damaged: bool = False  # decode images whose decoder reported damaged data (with a warning)
     started: float = field(default_factory=time.time)  # temporaries older than this are stale
+    # Our temporaries in each output folder, listed once per batch (not once per file: a folder
+    # of 100k outputs would make that quadratic), by io.atomic.temp_key of their output.
+    temps: dict[Path, dict[str, list[Path]]] = field(default_factory=dict, init=False, repr=False,
+                                                     compare=False)
 
 
 @dataclass
@@ -265,14 +269,17 @@ def _exists(job: Job, dst: Path) -> bool:
         raise _write_error(job, dst, exc) from exc
 
 
-def _sweep(dst: Path, before: float) -> None:
+def _sweep(dst: Path, opts: Options) -> None:
     """Remove what a killed run left beside ``dst``: only our own temporaries of that very name
     (``.<name>.<8 hex>.part``, see superres.io.atomic) and only ones older than this run."""
-    from superres.io.atomic import stale_temps
+    from superres.io.atomic import temp_key, temps_in
 
-    for tmp in stale_temps(dst):
+    folder = dst.parent
+    if folder not in opts.temps:
+        opts.temps[folder] = temps_in(folder)
+    for tmp in opts.temps[folder].pop(temp_key(dst), []):
         try:
-            if tmp.stat().st_mtime < before:
+            if tmp.stat().st_mtime < opts.started:
                 tmp.unlink()
         except OSError:
             pass
@@ -337,7 +344,7 @@ def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict
         dst = output_path(job, opts.out, opts.single_file, opts.suffix, FORMAT_EXTENSIONS[opts.requested])
         _check_not_input(job, dst)
         if not opts.overwrite and _exists(job, dst):
-            _sweep(dst, opts.started)
+            _sweep(dst, opts)
             return dst, False
     img = _read(job, scale, opts, note)
     h, w = img.pixels.shape[:2]
@@ -355,7 +362,7 @@ def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict
         raise ImageError(job.src, f"output {dst} is also the output of {claimed[key]}; "
                                   "use --suffix or --format to tell them apart")
     claimed[key] = job.src
-    _sweep(dst, opts.started)
+    _sweep(dst, opts)
     if not opts.overwrite and _exists(job, dst):
         return dst, False
     try:

@@ -47,20 +47,39 @@ def temp_name(path: str | os.PathLike[str]) -> Path:
     return path.with_name(f".{_temp_stem(path)}.{secrets.token_hex(_TOKEN_HEX // 2)}{TEMP_SUFFIX}")
 
 
+_TEMP_NAME = re.compile(r"\.(?P<stem>.*)\.[0-9a-f]{" + str(_TOKEN_HEX) + "}" + re.escape(TEMP_SUFFIX), re.S)
+
+
+def temps_in(folder: str | os.PathLike[str]) -> dict[str, list[Path]]:
+    """Our temporaries in ``folder`` (one listing), keyed by :func:`temp_key` of their destination.
+
+    For a writer of many files into one folder (a batch), which looks each output up here
+    instead of listing the folder once per file.
+    """
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    found: dict[str, list[Path]] = {}
+    for name in names:
+        m = _TEMP_NAME.fullmatch(name)
+        if m:
+            found.setdefault(m.group("stem"), []).append(folder / name)
+    return found
+
+
+def temp_key(path: str | os.PathLike[str]) -> str:
+    """The part of ``path``'s temporaries' names that names it (its name, cut to fit)."""
+    return _temp_stem(Path(path))
+
+
 def stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     """Temporaries of ``path`` that a killed writer left behind (a kill skips every cleanup).
 
     For writers of large files (a muxed video) that sweep them before writing ``path`` again.
     """
-    path = Path(path)
-    pattern = re.compile(
-        re.escape(f".{_temp_stem(path)}.") + f"[0-9a-f]{{{_TOKEN_HEX}}}" + re.escape(TEMP_SUFFIX)
-    )
-    try:
-        names = os.listdir(path.parent)
-    except OSError:
-        return []
-    return [path.with_name(n) for n in names if pattern.fullmatch(n)]
+    return temps_in(Path(path).parent).get(temp_key(path), [])
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
