@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from superres.io.limits import available_memory as host_ram
 from superres.io.limits import host_available_memory
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -56,9 +57,7 @@ def available_memory(device: torch.device) -> int:
     """Bytes that inference may use on ``device`` right now, for sizing tiles: as
     :func:`free_memory`, with host RAM for devices that share it (MPS) and a 4 GiB guess
     where nothing is reported."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    host = host_available_memory()
-    return host if host is not None else 4 << 30
+    free = free_memory(device)
+    return free if free is not None else host_ram()
 
 
