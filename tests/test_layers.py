@@ -25,13 +25,15 @@ RANKS: dict[str, int] = {
     "ncnn": 3,        # the ncnn importer: reader, tracing helper, one converter per family
     "zoo": 4,         # the catalogue of named models, the converted-weights cache, the loader
     "engine": 5,      # devices, tiling, runners, the image-level upscale
-    "api": 6,         # Upscaler / load
-    "batch": 7,       # library batch jobs: upscale_files
-    "evaluation": 8,  # dataset evaluation, reports, benchmarks
-    "video": 8,
-    "restore": 8,
-    "train": 9,
-    "cli": 10,
+    "export": 5,      # deployable files (ONNX, TorchScript, OpenVINO IR, INT8) from a loaded model
+    "runtimes": 6,    # runners on other backends (OpenVINO, ONNX Runtime, ncnn, TensorRT), `auto`
+    "api": 7,         # Upscaler / load
+    "batch": 8,       # library batch jobs: upscale_files
+    "evaluation": 9,  # dataset evaluation, reports, benchmarks
+    "video": 9,
+    "restore": 9,
+    "train": 10,
+    "cli": 11,
 }
 MAX_LINES = 620  # "modules under ~600 lines"
 
