@@ -77,10 +77,14 @@ def tiled_forward(
         raise ValueError(f"expected a (C,H,W) tensor, got shape {tuple(image.shape)}")
     _, h, w = image.shape
     tiles = list(iter_tiles(h, w, tile, pad, multiple))
+    groups = [tiles[start:start + max(1, batch)] for start in range(0, len(tiles), max(1, batch))]
+    batches = (torch.stack([image[:, r.win0:r.win1, c.win0:c.win1] for r, c in g]) for g in groups)
+    # a runner's run_many (optional) may overlap the copies of neighbouring batches with compute
+    run_many = getattr(runner, "run_many", None)
+    results = run_many(batches) if run_many is not None else map(runner.run, batches)
     out: torch.Tensor | None = None
-    for start in range(0, len(tiles), max(1, batch)):
-        group = tiles[start:start + max(1, batch)]
-        y = runner.run(torch.stack([image[:, r.win0:r.win1, c.win0:c.win1] for r, c in group]))
+    done = 0
+    for group, y in zip(groups, results, strict=True):
         if out is None:
             out = torch.empty((y.shape[1], h * scale, w * scale), dtype=torch.float32)
         for (r, c), yi in zip(group, y, strict=True):
@@ -89,8 +93,9 @@ def tiled_forward(
                 (r.core0 - r.win0) * scale:(r.core1 - r.win0) * scale,
                 (c.core0 - c.win0) * scale:(c.core1 - c.win0) * scale,
             ]
+        done += len(group)
         if on_tile is not None:
-            on_tile(min(start + len(group), len(tiles)), len(tiles))
+            on_tile(done, len(tiles))
     assert out is not None
     return out
 
