@@ -27,6 +27,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 MAX_GRAPHS = 4
 # Forward passes on a side stream before a capture: cuDNN autotuning and lazy init happen there.
 GRAPH_WARMUP = 2
+# A short batch is padded up to a known batch size this many times; after that it gets its own
+# compile or capture (it keeps coming back: e.g. the last batch of every same-size image).
+PAD_REPEATS = 2
+# torch.compile modes that replay CUDA graphs themselves: their outputs are overwritten by the next call
+_GRAPHING_MODES = ("reduce-overhead", "max-autotune")
 _END = object()
 _In = TypeVar("_In")
 _Up = TypeVar("_Up")
@@ -145,6 +150,8 @@ class TorchRunner:
         if compile and cuda_graphs and compile_mode in ("reduce-overhead", "max-autotune"):
             raise ValueError(f"compile_mode {compile_mode!r} makes CUDA graphs of its own; with "
                              "cuda_graphs=True use 'default' or 'max-autotune-no-cudagraphs'")
+        if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("bf16 needs a GPU with bfloat16 support (NVIDIA Ampere or newer); use fp16")
         self._fmt = torch.channels_last if channels_last else torch.contiguous_format
         self._device = device
         self._dtype = dtype
@@ -164,7 +171,10 @@ class TorchRunner:
             except Exception as exc:  # e.g. a Python version this torch cannot compile for
                 self._compile_failed(exc, stacklevel=2)
         self._graphs: OrderedDict[tuple[int, ...], _Graph] = OrderedDict()
-        self._batch_for: dict[tuple[int, ...], int] = {}  # largest batch seen per tile shape
+        self._batches: dict[tuple[int, ...], set[int]] = {}  # batch sizes run, per tile shape
+        self._padded: dict[tuple[int, ...], int] = {}  # times each (shape, short batch) was padded
+        # outputs that the next call overwrites (graph buffers): copied before they are handed out
+        self._aliased = cuda_graphs or (compile and device.type == "cuda" and compile_mode in _GRAPHING_MODES)
         self._copy_stream: torch.cuda.Stream | None = None
 
     @property
@@ -185,6 +195,8 @@ class TorchRunner:
         """The compiled module where it works, else the eager one."""
         if self._compiled is not None:
             try:
+                if self._aliased and not self.cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()  # the previous output is consumed
                 return self._compiled(x)
             except torch.OutOfMemoryError:
                 raise  # the engine retries with smaller tiles; not a compiler failure
@@ -209,7 +221,7 @@ class TorchRunner:
                     self._net(static_in)
             torch.cuda.current_stream(self._device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 static_out = self._net(static_in)
         except torch.OutOfMemoryError:
             raise
@@ -249,17 +261,26 @@ class TorchRunner:
         n = x.shape[0]
         x = x.to(dtype=self._dtype, memory_format=self._fmt)
         if self.static_shapes:
-            key = tuple(x.shape[1:])
-            full = self._batch_for.setdefault(key, n)
-            if n > full:
-                self._batch_for[key] = n
-            elif n < full:
+            full = self._batch_to_run(tuple(x.shape[1:]), n)
+            if full > n:
                 x = torch.cat([x, x.new_zeros((full - n, *x.shape[1:]))]).contiguous(memory_format=self._fmt)
         with torch.inference_mode(), _cudnn_benchmark(self._device.type == "cuda"):
             y, static = self._forward(x)
+            static = static or self._aliased
             # NCHW on CUDA, where the copy to the host is one flat memcpy; kept as is elsewhere
             fmt = torch.contiguous_format if self._device.type == "cuda" else torch.preserve_format
             return y[:n].to(dtype=torch.float32, memory_format=fmt, copy=static)
+
+    def _batch_to_run(self, shape: tuple[int, ...], n: int) -> int:
+        """The batch size to run ``n`` tiles of ``shape`` as: the smallest larger size already run
+        (so no new compile or capture), unless this short size keeps coming back."""
+        known = self._batches.setdefault(shape, set())
+        larger = [b for b in known if b > n]
+        if n in known or not larger or self._padded.get((*shape, n), 0) >= PAD_REPEATS:
+            known.add(n)
+            return n
+        self._padded[(*shape, n)] = self._padded.get((*shape, n), 0) + 1
+        return min(larger)
 
     # ---- host <-> device -----------------------------------------------------------
     def run(self, x: torch.Tensor) -> torch.Tensor:
