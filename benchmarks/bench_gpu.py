@@ -226,29 +226,36 @@ class Bench:
         if compile_ and self.smoke and not self.args.smoke_compile:
             row.note = "skipped: compile on CPU is slow (--smoke-compile runs it)"
             return row
-        reserve = self.args.compile_reserve_s if compile_ else 0.0
+        # a compile needs time left: three times the reserve for the heavy nets (x4plus: 23 RRDBs)
+        reserve = self.args.compile_reserve_s * (3 if mflop > 10 else 1) if compile_ else 0.0
         if self.left() < reserve + 5:
             row.note = f"skipped: time budget ({self.args.budget_s:.0f} s) spent"
             return row
         model = fresh(pristine)
-        runner = TorchRunner(runner_network(model), self.device, dtype, channels_last=True,
-                             compile=compile_, cuda_graphs=graphs, compile_mode=self.args.compile_mode)
-        forward = self.frame_forward(runner, model, tiled)
-        x = frame[None].to(self.device)
+        runner = None
         try:
+            runner = TorchRunner(runner_network(model), self.device, dtype, channels_last=True,
+                                 compile=compile_, cuda_graphs=graphs, compile_mode=self.args.compile_mode)
+            forward = self.frame_forward(runner, model, tiled)
+            x = frame[None].to(self.device)
             t0 = time.perf_counter()
             y = forward(x)  # compiles / captures / autotunes
             sync(self.device)
             row.setup_s = time.perf_counter() - t0
+            if ref is not None:
+                row.max_abs_diff = float((y.float() - ref).abs().max())
+            del y
             for _ in range(2):
                 forward(x)
             row.fps = measure(lambda: forward(x), self.device, self.args.seconds)
-            if ref is not None:
-                row.max_abs_diff = float((y.float() - ref).abs().max())
             row.fps_e2e = self.e2e(runner, model, frame, tiled)
         except Exception as exc:  # out of memory or a failure of this configuration: report, go on
             row.note = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
-        row.runner = runner.describe()
+        if runner is not None:
+            row.runner = runner.describe()
+            for what, error in (("compile", runner.compile_error), ("CUDA graphs", runner.graph_error)):
+                if error:  # the runner fell back: these are not that configuration's figures
+                    row.note = f"{what} FAILED, ran without: {error[:160]}"
         if row.fps is not None:
             row.tflops = tflops(mflop, w * h, row.fps)
             row.peak_share = row.tflops / self.peak if self.peak else None
@@ -375,12 +382,14 @@ def versions(device: torch.device) -> dict[str, Any]:
 
 
 def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """``value`` formatted, or a dash as wide as the column."""
+    width = re.match(r"\d*", spec).group()  # type: ignore[union-attr]
+    return "-".rjust(int(width or 0)) if value is None else format(value, spec)
 
 
 def print_row(r: Row) -> None:
     share = None if r.peak_share is None else 100 * r.peak_share
-    print(f"{r.model:<24} x{r.scale:<3g} {r.width}x{r.height:<5} {r.config:<13} {r.dtype:<8} "
+    print(f"{r.model:<24} x{r.scale:<3g} {r.width}x{r.height:<5} {r.config:<17} {r.dtype:<8} "
           f"{fmt(r.fps, '9.2f')} {fmt(r.fps_e2e, '9.2f')} {fmt(r.tflops, '9.3f')} {fmt(share, '7.2f')} "
           f"{fmt(r.max_abs_diff, '9.2e')} {fmt(r.setup_s, '7.1f')}  {r.note}", flush=True)
 
@@ -390,14 +399,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated catalogue names")
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"any of {','.join(CONFIGS)}")
     p.add_argument("--size", default="1280x720", help="input WxH (default 1280x720)")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per figure")
+    p.add_argument("--seconds", type=float, default=1.5, help="timed seconds per figure")
     p.add_argument("--e2e-frames", type=int, default=8, help="frames per end-to-end pipeline run")
     p.add_argument("--tile", type=int, default=512, help="core tile side of the tiled configuration")
     p.add_argument("--tile-batch", type=int, default=8, help="tiles per batch in the tiled configuration")
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs", help="torch.compile mode")
     p.add_argument("--budget-s", type=float, default=420.0, help="no configuration starts after this")
     p.add_argument("--compile-reserve-s", type=float, default=90.0,
-                   help="a compile starts only with this much budget left")
+                   help="a compile starts only with this much budget left (3x for nets over 10 MFLOP/px)")
     p.add_argument("--peak-tflops", type=float, default=None, help="the card's dense fp16 tensor peak")
     p.add_argument("--no-trt", action="store_true", help="skip the ONNX -> TensorRT check")
     p.add_argument("--trt-models", default="realesr-animevideov3", help="models for the TensorRT check")
@@ -429,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
           f"Python {info['python']}")
     if args.smoke:
         print(f"CPU SMOKE RUN at {w}x{h}: checks the script and its arithmetic; these are not GPU figures")
-    print(f"{'model':<24} {'scale':<4} {'input':<10} {'config':<13} {'dtype':<8} {'fps':>9} {'e2e fps':>9} "
+    print(f"{'model':<24} {'scale':<4} {'input':<10} {'config':<17} {'dtype':<8} {'fps':>9} {'e2e fps':>9} "
           f"{'TFLOP/s':>9} {'%peak':>7} {'max|d|':>9} {'setup_s':>7}")
     frame = photo_frame(w, h)
     configs = args.configs.split(",")
@@ -441,15 +450,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: not loaded ({type(exc).__name__}: {exc})", flush=True)
             continue
         loaded[name] = (model, bench.reference(model, frame))
-    # every model's quick configurations first, the compiles last
-    order = [c for c in configs if not CONFIGS[c][1]] + [c for c in configs if CONFIGS[c][1]]
-    for config in order:
-        for model, ref in loaded.values():
-            row = bench.run_config(config, model, frame, ref)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()  # the runner, its graphs and compiled code are gone
-            bench.rows.append(row)
-            print_row(row)
+    # every model's quick configurations first, the compiles last, lightest network first
+    by_cost = sorted(loaded.values(), key=lambda mr: mr[0].spec.mflop_per_input_pixel(**mr[0].kwargs))
+    runs = [(c, mr) for c in configs if not CONFIGS[c][1] for mr in loaded.values()]
+    runs += [(c, mr) for c in configs if CONFIGS[c][1] for mr in by_cost]
+    for config, (model, ref) in runs:
+        row = bench.run_config(config, model, frame, ref)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the runner, its graphs and compiled code are gone
+        bench.rows.append(row)
+        print_row(row)
     trt_rows = []
     if not args.no_trt:
         for name in args.trt_models.split(","):

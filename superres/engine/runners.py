@@ -221,7 +221,8 @@ class TorchRunner:
                     self._net(static_in)
             torch.cuda.current_stream(self._device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            # the capture uses the current device's streams: make it this runner's device
+            with torch.cuda.device(self._device), torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 static_out = self._net(static_in)
         except torch.OutOfMemoryError:
             raise
@@ -265,7 +266,11 @@ class TorchRunner:
             if full > n:
                 x = torch.cat([x, x.new_zeros((full - n, *x.shape[1:]))]).contiguous(memory_format=self._fmt)
         with torch.inference_mode(), _cudnn_benchmark(self._device.type == "cuda"):
-            y, static = self._forward(x)
+            try:
+                y, static = self._forward(x)
+            except torch.OutOfMemoryError:
+                self._graphs.clear()  # their memory pools go too, before the engine retries smaller tiles
+                raise
             static = static or self._aliased
             # NCHW on CUDA, where the copy to the host is one flat memcpy; kept as is elsewhere
             fmt = torch.contiguous_format if self._device.type == "cuda" else torch.preserve_format
