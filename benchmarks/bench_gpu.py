@@ -410,6 +410,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, default=None, help="the card's dense fp16 tensor peak")
     p.add_argument("--no-trt", action="store_true", help="skip the ONNX -> TensorRT check")
     p.add_argument("--trt-models", default="realesr-animevideov3", help="models for the TensorRT check")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny size: checks the script, no GPU figures")
     p.add_argument("--smoke-compile", action="store_true", help="with --smoke, also run torch.compile")
@@ -424,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
               "of the script.", file=sys.stderr)
         return NO_CUDA_EXIT
     device = torch.device("cpu" if args.smoke else "cuda")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
     if unknown:
         print(f"bench_gpu.py: unknown configuration(s) {unknown}; choose from {list(CONFIGS)}",

@@ -28,6 +28,7 @@ from superres.zoo.loader import load_model
 from tests.conftest import REPO
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BENCH = REPO / "benchmarks" / "bench_gpu.py"
 
 
@@ -94,7 +95,7 @@ def test_short_batches_pad_until_they_keep_coming_back() -> None:
     assert runner._batches[shape] == {1, 4}
 
 
-def test_batched_tiles_equal_one_by_one_tiles_on_a_catalogue_model() -> None:
+def test_batched_tiles_equal_one_by_one_tiles_on_a_catalogue_model(realesrgan_models_dir: Path) -> None:
     model = load_model("realesr-animevideov3")
     runner = TorchRunner(runner_network(model), CPU)
     x = torch.rand(3, 30, 26)
@@ -138,7 +139,7 @@ def test_cuda_only_options_are_refused_clearly_on_the_cpu() -> None:
         TorchRunner(_tiny(3), CPU, compile=True, compile_mode="fastest")
 
 
-def test_bf16_on_the_cpu_is_allowed_and_within_bf16_rounding() -> None:
+def test_bf16_on_the_cpu_is_allowed_and_within_bf16_rounding(realesrgan_models_dir: Path) -> None:
     bench = _bench_module()
     x = bench.photo_frame(20, 16)[None]
     ref = TorchRunner(runner_network(load_model("realesr-animevideov3")), CPU).run(x)
@@ -169,11 +170,13 @@ def _run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
                           cwd=REPO, env=full_env, timeout=600, check=False)
 
 
-def test_bench_gpu_smoke_runs_on_the_cpu_and_its_figures_add_up(tmp_path: Path) -> None:
+def test_bench_gpu_smoke_runs_on_the_cpu_and_its_figures_add_up(
+    tmp_path: Path, realesrgan_models_dir: Path, span_models_dir: Path
+) -> None:
     out = tmp_path / "gpu.json"
     res = _run_bench("--smoke", "--models", "realesr-animevideov3-x2,span-x4", "--configs",
                      "fp16-eager,fp16-graphs,fp16-tiles,fp16-compile", "--seconds", "0.01",
-                     "--e2e-frames", "1", "--peak-tflops", "2", "--json", str(out))
+                     "--e2e-frames", "1", "--peak-tflops", "2", "--threads", "1", "--json", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "CPU SMOKE RUN" in res.stdout and "card: CPU" in res.stdout and "torch " in res.stdout
     assert "tensorrt realesr-animevideov3" not in res.stdout  # only models that were run are checked

@@ -88,6 +88,14 @@ def _cudnn_benchmark(on: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = before
 
 
+def _native_bf16() -> bool:
+    """bfloat16 in hardware (torch >= 2.3 would also count slow emulation as support)."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # older torch: no emulation, the plain answer is the hardware's
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def overlapped(batches: Iterable[_In], start: Callable[[_In], _Up], compute: Callable[[_Up], _Res],
                fetch: Callable[[_Res], _Down], finish: Callable[[_Down], _Out]) -> Iterator[_Out]:
     """The order of a copy-in / compute / copy-out pipeline over ``batches``, results in order.
@@ -150,8 +158,8 @@ class TorchRunner:
         if compile and cuda_graphs and compile_mode in ("reduce-overhead", "max-autotune"):
             raise ValueError(f"compile_mode {compile_mode!r} makes CUDA graphs of its own; with "
                              "cuda_graphs=True use 'default' or 'max-autotune-no-cudagraphs'")
-        if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError("bf16 needs a GPU with bfloat16 support (NVIDIA Ampere or newer); use fp16")
+        if dtype == torch.bfloat16 and device.type == "cuda" and not _native_bf16():
+            raise ValueError("bf16 needs a GPU with native bfloat16 (NVIDIA Ampere or newer); use fp16")
         self._fmt = torch.channels_last if channels_last else torch.contiguous_format
         self._device = device
         self._dtype = dtype
