@@ -23,7 +23,7 @@ def require(backend: str) -> ModuleType:
     module, extra = EXTRAS[backend]
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:  # OSError: a shared library of the package is missing
         raise BackendUnavailableError(
             f"the {backend} backend needs the '{module}' package, which is not installed ({exc}); "
             f"install it with: pip install 'superres[{extra}]'") from None
