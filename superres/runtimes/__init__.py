@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from superres.engine.devices import PRECISIONS as ENGINE_PRECISIONS
+from superres.runtimes.backends import build
 from superres.runtimes.common import BackendUnavailableError
 from superres.zoo.loader import LoadedModel
 
@@ -57,30 +58,3 @@ def make_runner(model: LoadedModel, backend: str = "auto", *, device: str | torc
             if runner is not None:  # built while measuring: not compiled twice
                 return runner
     return build(model, backend, device=device, precision=precision, threads=threads)
-
-
-def build(model: LoadedModel, backend: str, *, device: str | torch.device | None, precision: str,
-          threads: int) -> Any:
-    """The runner of one named backend (no ``auto``), imported lazily."""
-    if backend == "torch":
-        from superres.runtimes.pytorch import make_torch_runner
-
-        return make_torch_runner(model, device=device, precision=precision)
-    if backend == "openvino":
-        from superres.runtimes.openvino import OpenVinoRunner
-
-        return OpenVinoRunner(model, device=device, precision=precision, threads=threads)
-    if backend == "onnxruntime":
-        from superres.runtimes.onnxruntime import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(model, device=device, precision=precision, threads=threads)
-    if backend == "ncnn":
-        from superres.runtimes.ncnn import NcnnRunner
-
-        return NcnnRunner.for_model(model, device=device, precision=precision, threads=threads)
-    if backend == "tensorrt":
-        from superres.runtimes.tensorrt import make_tensorrt_runner
-
-        return make_tensorrt_runner(model, device=device, precision=precision, threads=threads)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS[1:])}, not {backend!r}")
-

@@ -102,7 +102,7 @@ def read_decision(path: Path, names: list[str]) -> str | None:
 def measure(model: LoadedModel, names: list[str], threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the decision record, the built runners by backend): build each candidate, check it against
     PyTorch on the probe, time the ones that agree round-robin."""
-    from superres.runtimes import build
+    from superres.runtimes.backends import build
 
     x = probe_image(probe_side(model))
     runners: dict[str, Any] = {}
