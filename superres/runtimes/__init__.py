@@ -10,11 +10,10 @@ caches the winner (:mod:`superres.runtimes.auto`). See docs/runtimes.md.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from superres.engine.devices import PRECISIONS as ENGINE_PRECISIONS
+from superres.engine.runners import Runner
 from superres.runtimes.backends import build
 from superres.runtimes.common import BackendUnavailableError
 from superres.zoo.loader import LoadedModel
@@ -39,7 +38,7 @@ def check_backend(backend: str, precision: str = "auto") -> None:
 
 
 def make_runner(model: LoadedModel, backend: str = "auto", *, device: str | torch.device | None = "auto",
-                precision: str = "auto", threads: int | None = None) -> Any:
+                precision: str = "auto", threads: int | None = None) -> Runner:
     """A runner for ``model`` on ``backend``; ``threads`` defaults to PyTorch's thread count.
 
     ``auto``: PyTorch on CUDA/MPS; on the CPU the fastest installed backend, measured once per

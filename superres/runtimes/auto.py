@@ -27,7 +27,7 @@ import torch
 
 from superres.engine.devices import resolve_device
 from superres.io.atomic import atomic_write_text
-from superres.runtimes.common import BackendUnavailableError, installed, probe_image
+from superres.runtimes.common import installed, probe_image
 from superres.zoo.loader import LoadedModel
 
 GUARD = 1e-3  # largest max |diff| vs PyTorch on the probe that auto accepts
@@ -115,7 +115,7 @@ def measure(model: LoadedModel, names: list[str], threads: int) -> tuple[dict[st
         try:
             runner = build(model, name, device="cpu", precision="fp32", threads=threads)
             y = runner.run(x)  # the warm-up call, also the agreement check
-        except (BackendUnavailableError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # a candidate that cannot build or run is left out, not fatal
             excluded[name] = f"{type(exc).__name__}: {exc}"
             continue
         setup[name] = time.perf_counter() - t0

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from superres.engine.runners import Runner
 from superres.zoo.loader import LoadedModel
 
 NAMED = ("torch", "openvino", "onnxruntime", "ncnn", "tensorrt")
 
 
 def build(model: LoadedModel, backend: str, *, device: str | torch.device | None, precision: str,
-          threads: int) -> Any:
+          threads: int) -> Runner:
     """The runner of one named backend (no ``auto``), imported lazily."""
     if backend == "torch":
         from superres.runtimes.pytorch import make_torch_runner
