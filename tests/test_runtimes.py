@@ -205,3 +205,14 @@ def test_int8_runs_on_openvino() -> None:
     ref = Upscaler(model="realesr-animevideov3", tile=0).upscale(img)
     mse = float(np.mean((up.upscale(img) - ref) ** 2))
     assert 10 * np.log10(1 / max(mse, 1e-12)) >= 35.0  # INT8 is close to fp32, not equal
+
+
+def test_bench_compares_backends_side_by_side(tmp_path: Path) -> None:
+    if not _installed("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    js = tmp_path / "b.json"
+    assert main(["bench", "--models", "realesr-animevideov3", "--sizes", "16", "--threads", "2", "--repeat",
+                 "1", "--no-ncnn", "--backends", "torch,onnxruntime", "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["runtime"] for r in rows] == ["superres", "superres-onnxruntime"]
+    assert rows[1]["max_abs_diff_vs_superres"] <= FP32_TOL
