@@ -10,7 +10,13 @@ mode Pillow converts, mode "I" only within 0..65535 (returned as "I;16"). Refuse
 before inference: NaN/inf samples, a scale that is not finite and > 0, an output over the
 engine's pixel limit (superres.engine.upscaler.MAX_OUTPUT_PIXELS, ``max_output_pixels=``).
 An empty (0,C,H,W) batch gives an empty batch of the output size.
+
+``backend`` picks the runtime that runs the network (superres.runtimes, docs/runtimes.md). The
+default is "torch", not "auto": PyTorch's output is the reference the other backends are checked
+against (they agree within ~1e-5, not bit for bit), and "auto" measures the backends once per
+model and machine, which a plain ``load()`` should not cost. ``backend="auto"`` opts in.
 """
+
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 
 from superres.engine.upscaler import TileSettings, UpscaleEngine, check_scale
+from superres.runtimes import check_backend, make_runner
 from superres.zoo import DEFAULT_MODEL
 from superres.zoo.loader import LoadedModel, load_model
 
@@ -48,17 +55,25 @@ class Upscaler:
         channels_last: bool = True,
         model_scale: int | None = None,
         max_output_pixels: int | None = None,
+        backend: str = "torch",
+        threads: int | None = None,
     ) -> None:
         # model_scale: the factor of a weight file that does not record it (SRCNN/FSRCNN .pth)
         # max_output_pixels: refuse larger outputs (default $SUPERRES_MAX_OUTPUT_PIXELS or 2^28)
+        # backend: torch (default), auto, openvino, onnxruntime, ncnn, tensorrt; precision "int8"
+        # needs openvino. threads: CPU threads of a non-torch backend (default: PyTorch's count)
         if scale_factor is not None:
             scale_factor = check_scale(scale_factor)  # before loading: 0 is not "the default"
+        check_backend(backend, precision)  # before loading: a typo should not cost a model load
         source = model if model is not None else (model_path or DEFAULT_MODEL)
         loaded = source if isinstance(source, LoadedModel) else load_model(source, scale=model_scale)
+        runner = None
+        if backend != "torch":  # torch: the engine's own TorchRunner, as before (same bytes)
+            runner = make_runner(loaded, backend, device=device, precision=precision, threads=threads)
         self.engine = UpscaleEngine(
             loaded, device=device, precision=precision,
             tiles=TileSettings(tile=tile, pad=tile_pad, batch=batch), alpha=alpha,
-            channels_last=channels_last, max_output_pixels=max_output_pixels,
+            channels_last=channels_last, runner=runner, max_output_pixels=max_output_pixels,
         )
         self.scale = float(loaded.net_scale) if scale_factor is None else scale_factor
 
@@ -66,10 +81,20 @@ class Upscaler:
     def model(self) -> LoadedModel:
         return self.engine.model
 
+    @property
+    def backend(self) -> str:
+        """The runner's name, e.g. "torch-fp32", "openvino-int8", "ncnn-fp32"."""
+        runner = self.engine.runner
+        name = getattr(runner, "name", None)
+        if name is None:
+            dtype = str(runner.dtype).removeprefix("torch.").replace("float", "fp").replace("bfp", "bf")
+            name = f"torch-{dtype}"
+        return str(name)
+
     def __repr__(self) -> str:
         m = self.model
         return (f"Upscaler(model={m.name!r}, arch={m.arch}, scale={self.scale:g}, "
-                f"device={self.engine.device}, dtype={self.engine.dtype})")
+                f"backend={self.backend}, device={self.engine.device}, dtype={self.engine.dtype})")
 
     def upscale(self, image: Any, *, bgr: bool = False, scale: float | None = None) -> Any:
         """Upscale a numpy array (HxW[xC], RGB(A) unless ``bgr``), PIL image or tensor.
@@ -177,5 +202,6 @@ def _swap_rb(arr: np.ndarray) -> np.ndarray:
 
 def load(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.device | None = "auto",
          **options: Any) -> Upscaler:
-    """Load a zoo model by name or a weight file by path; options as for ``Upscaler``."""
+    """Load a zoo model by name or a weight file by path; options as for ``Upscaler``
+    (``backend="openvino", precision="int8"`` for the quantised model, ``backend="auto"``)."""
     return Upscaler(model=name_or_path, device=device, **options)

@@ -436,6 +436,7 @@ def upscale_files(
     batch: int = 1,
     alpha: str = "model",
     model_scale: int | None = None,
+    backend: str = "torch",
     note: Callable[[str], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
     on_file: Callable[[FileResult], None] | None = None,
@@ -467,6 +468,7 @@ def upscale_files(
         from superres.api import Upscaler
 
         engine = Upscaler(scale, model=model, device=device, precision=precision, tile=tile,
-                          tile_pad=tile_pad, batch=batch, alpha=alpha, model_scale=model_scale)
+                          tile_pad=tile_pad, batch=batch, alpha=alpha, model_scale=model_scale,
+                          backend=backend)
     return run(jobs, engine, opts, scale=scale, note=note, on_start=on_start, on_file=on_file,
                on_tile=on_tile)

@@ -20,6 +20,17 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, not {text!r}") from None
 
 
+def _backends(text: str) -> list[str]:
+    from superres.runtimes import BACKENDS
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(bad) or text!r}: choose from "
+                                         f"{', '.join(BACKENDS)}")
+    return names
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
@@ -32,6 +43,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sizes", type=_ints, default=[64, 128], help="input sides, e.g. 64,128,256")
     p.add_argument("--tiles", type=_ints, default=[0], help="tile sizes; 0 = whole image")
     p.add_argument("--threads", type=_ints, default=[2], help="CPU thread counts, e.g. 1,2")
+    p.add_argument("--backend", "--backends", dest="backends", type=_backends, default=["torch"],
+                   metavar="LIST", help="superres backends to compare side by side, e.g. torch,openvino,"
+                   "onnxruntime (default: torch; see docs/runtimes.md)")
     p.add_argument("--repeat", type=positive_int, default=3, help="timed calls per setting (median)")
     p.add_argument("--no-ncnn", action="store_true", help="skip the ncnn runtime")
     p.add_argument("--json", type=Path, help="write the rows as JSON")
@@ -58,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                 for threads in args.threads:
                     try:
                         ncnn_too = not args.no_ncnn and tile == args.tiles[0]  # ncnn has no tiles: once
-                        got = run_config(model, size, tile, threads, args.repeat, ncnn_too)
+                        got = run_config(model, size, tile, threads, args.repeat, ncnn_too,
+                                         tuple(args.backends))
                     except Exception as exc:  # one bad setting must not lose the others
                         print(
                             f"error: {model} size {size} tile {tile} threads {threads}: {exc}",
@@ -92,47 +107,54 @@ def _line(r: dict[str, Any]) -> str:
         else ""
     )
     return (
-        f"{r['runtime']:8s} {r['model']:24s} {r['size']:5d}px tile {r['tile']:4d} t{r['threads']}  "
+        f"{r['runtime']:20s} {r['model']:24s} {r['size']:5d}px tile {r['tile']:4d} t{r['threads']}  "
         f"{r['seconds'] * 1e3:9.1f} ms  {r['ms_per_output_mp']:9.1f} ms/MP  {r['gflops']:6.1f} GFLOP/s  "
         f"peak {rss}{diff}"
     )
 
 
 def _summary(rows: list[dict[str, Any]]) -> None:
-    """superres/ncnn time ratio per matching setting (>1: superres slower)."""
+    """superres/ncnn time ratio per backend and matching setting (>1: superres slower)."""
     nc = {(r["model"], r["size"], r["threads"]): r for r in rows if r["runtime"] == "ncnn"}
     for r in rows:
         key = (r["model"], r["size"], r["threads"])
-        if r["runtime"] == "superres" and key in nc:
+        if r["runtime"].startswith("superres") and key in nc:
             print(
-                f"ratio superres/ncnn {r['model']} {r['size']}px tile {r['tile']} t{r['threads']}: "
+                f"ratio {r['runtime']}/ncnn {r['model']} {r['size']}px tile {r['tile']} t{r['threads']}: "
                 f"{r['seconds'] / nc[key]['seconds']:.2f}"
             )
+
+
+_COLOURS = ("#3778c2", "#e07b39", "#3a9d5d", "#8e5ac8", "#c94f4f")
 
 
 def _plot(rows: list[dict[str, Any]]) -> str:
     from superres.evaluation.charts import bar_chart_svg
 
     groups = sorted(
-        {(r["model"], r["size"], r["tile"], r["threads"]) for r in rows if r["runtime"] == "superres"}
+        {(r["model"], r["size"], r["tile"], r["threads"]) for r in rows if r["runtime"] != "ncnn"}
     )
+    runtimes = list(dict.fromkeys(r["runtime"] for r in rows if r["runtime"] != "ncnn"))
+    runtimes += ["ncnn"] if any(r["runtime"] == "ncnn" for r in rows) else []
     labels = [f"{m} {s}px" + (f" t{t}" if t else "") + f" {n}thr" for m, s, t, n in groups]
 
     def series(runtime: str) -> list[float | None]:
+        tiled = runtime != "ncnn"
         found = {
-            (r["model"], r["size"], r["tile"] if runtime == "superres" else None, r["threads"]): r
+            (r["model"], r["size"], r["tile"] if tiled else None, r["threads"]): r
             for r in rows
             if r["runtime"] == runtime
         }
         return [
-            (found.get((m, s, t if runtime == "superres" else None, n)) or {}).get("ms_per_output_mp")
+            (found.get((m, s, t if tiled else None, n)) or {}).get("ms_per_output_mp")
             for m, s, t, n in groups
         ]
 
     return bar_chart_svg(
         "Time per output megapixel (lower is better)",
         labels,
-        [("superres", "#3778c2", series("superres")), ("ncnn", "#9aa0a6", series("ncnn"))],
+        [(name, "#9aa0a6" if name == "ncnn" else _COLOURS[i % len(_COLOURS)], series(name))
+         for i, name in enumerate(runtimes)],
         y_label="ms / output MP",
         value_fmt="{:.0f}",
     )

@@ -52,7 +52,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lpips", action="store_true", help="also LPIPS against the HR (needs its weights)")
     p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex",
                    help="LPIPS backbone (default: %(default)s)")
-    add_engine_options(p, ("device", "precision", "tile", "threads"), precision=dict(
+    add_engine_options(p, ("device", "precision", "backend", "tile", "threads"), precision=dict(
         default="fp32",
         help="model precision; fp32 (TF32 off) keeps scores reproducible (default: %(default)s)"))
     p.set_defaults(func=run)
@@ -76,6 +76,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--lpips-net", args.lpips_net]
     if args.gray_mode != "raw":
         parts += ["--gray-mode", args.gray_mode]
+    if getattr(args, "backend", "torch") != "torch":
+        parts += ["--backend", args.backend]
     for flag in ("csv", "json", "report"):
         if getattr(args, flag):
             parts += [f"--{flag}", str(getattr(args, flag))]
@@ -148,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         try:
             loaded, load_notes = load_methods(args.model, args.scale, device=args.device,
-                                              precision=args.precision, tile=args.tile)
+                                              precision=args.precision, tile=args.tile,
+                                              backend=args.backend)
         except EvalError as exc:
             _err(str(exc))
             return 2

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from superres.engine.devices import PRECISIONS
+from superres.runtimes import BACKENDS, PRECISIONS
 from superres.zoo import DEFAULT_MODEL
 
 
@@ -73,8 +73,15 @@ ENGINE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "batch": (("--batch",), dict(type=positive_int, default=1, help="tiles per forward pass (default: 1)")),
     "device": (("--device",), dict(default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")),
     "precision": (("--precision",), dict(
-        choices=PRECISIONS, default="auto", help="auto = fp32 on CPU, fp16 on GPU (default: auto)")),
-    "threads": (("--threads",), dict(type=positive_int, default=None, help="CPU threads for PyTorch")),
+        choices=PRECISIONS, default="auto",
+        help="auto = fp32 on CPU, fp16 on GPU; int8 needs --backend openvino (default: auto)")),
+    "backend": (("--backend",), dict(
+        choices=BACKENDS, default="torch",
+        help="runtime that runs the network: torch, openvino, onnxruntime, ncnn (the carrier's own "
+             "files), tensorrt, or auto = the fastest installed, measured once and cached "
+             "(default: torch; see docs/runtimes.md)")),
+    "threads": (("--threads",), dict(type=positive_int, default=None,
+                                     help="CPU threads for PyTorch and the other backends")),
 }
 
 
@@ -92,7 +99,7 @@ def add_engine_options(parser: argparse.ArgumentParser, names: Sequence[str] = t
 
 def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The ``Upscaler`` keywords among the parsed engine options that the command has."""
-    keys = ("device", "precision", "tile", "tile_pad", "batch", "model_scale")
+    keys = ("device", "precision", "tile", "tile_pad", "batch", "model_scale", "backend", "threads")
     return {k: getattr(args, k) for k in keys if hasattr(args, k)}
 
 

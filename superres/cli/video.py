@@ -54,7 +54,7 @@ def add_parser(sub: Any) -> None:
                    help="output pixel format (default: the source's chroma layout and bit depth, e.g. "
                         "yuv420p10le for 10-bit sources)")
     add_engine_options(
-        p, ("batch", "tile", "tile_pad", "device", "precision", "threads"),
+        p, ("batch", "tile", "tile_pad", "device", "precision", "backend", "threads"),
         batch=dict(help="frames per forward pass when a frame fits in one tile (same size: every frame of a "
                         "video), else tiles per pass as in `upscale`; the auto tile size budgets memory "
                         "for N (default: 1)"),
@@ -177,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
                     raise _ModelError(f"cannot load model {args.model}: {exc}") from exc
 
             model_id = {**_model_id(args.model), "tile": args.tile, "pad": args.tile_pad,
-                        "precision": args.precision, "device": args.device}
+                        "precision": args.precision, "device": args.device,
+                        # another backend's output differs in the last bits: not resumed into torch's
+                        **({"backend": args.backend} if args.backend != "torch" else {})}
             report = upscale_video(Path(args.input), load, opts, model_id=model_id, progress=progress,
                                    note=note)
     except _ModelError as exc:

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from superres.engine.protocol import Engine
-from superres.weights.carriers import find_carrier
 from superres.zoo import catalogue
 
 
@@ -72,34 +71,6 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-class NcnnRunner:
-    """The ncnn runtime (CPU, fp32) on a named model's own .param/.bin files."""
-
-    def __init__(self, model: str, threads: int) -> None:
-        import ncnn  # test/bench-only dependency
-
-        info = catalogue.get(model)
-        src = find_carrier(info.carrier, info.param_file)
-        if src is None or not src.location.is_dir():
-            raise FileNotFoundError(f"no unpacked ncnn files for {model}")
-        self.net = ncnn.Net()
-        self.net.opt.use_vulkan_compute = False
-        self.net.opt.num_threads = threads
-        for flag in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic"):
-            setattr(self.net.opt, flag, False)
-        self.net.load_param(str(src.location / info.param_file))
-        self.net.load_model(str(src.location / info.bin_file))
-        self._ncnn = ncnn
-        names = self.net.input_names(), self.net.output_names()
-        self.inp, self.out = names[0][0], names[1][0]
-
-    def __call__(self, chw: np.ndarray) -> np.ndarray:
-        ex = self.net.create_extractor()
-        ex.input(self.inp, self._ncnn.Mat(np.ascontiguousarray(chw, dtype=np.float32)))
-        _, out = ex.extract(self.out)
-        return np.array(out)
-
-
 def test_image(size: int) -> np.ndarray:
     """A square RGB crop (tiled if needed) of the bundled sample photo, as CHW float in [0, 1]."""
     import cv2
@@ -115,47 +86,45 @@ def test_image(size: int) -> np.ndarray:
 
 
 def run_config(
-    model: str, size: int, tile: int, threads: int, repeat: int, with_ncnn: bool
+    model: str, size: int, tile: int, threads: int, repeat: int, with_ncnn: bool,
+    backends: tuple[str, ...] = ("torch",),
 ) -> list[BenchRow]:
-    """superres (and ncnn, when asked and available) on one model/size/tile/thread setting."""
+    """superres on each backend (runtime "superres" for torch, "superres-<backend>" for the others),
+    and the bare ncnn runtime when asked and available, on one model/size/tile/thread setting."""
     import superres
 
     torch.set_num_threads(threads)
     info = catalogue.get(model)
     x = test_image(size)
-    engine: Engine = superres.load(model, device="cpu", tile=tile)
     scale = info.scale
     out_mp = (size * scale) ** 2 / 1e6
     gflop = info.mflop_per_input_pixel * size * size / 1e3
-    reset_peak_rss()
-    secs, y = median_seconds(lambda: engine.upscale_rgb(torch.from_numpy(x)), repeat)
-    rows = [
-        BenchRow(
-            "superres", model, size, tile, threads, secs, secs * 1e3 / out_mp, gflop / secs, peak_rss_mb()
-        )
-    ]
+    rows: list[BenchRow] = []
+    ref: np.ndarray | None = None
+    for backend in backends:
+        engine: Engine = superres.load(model, device="cpu", tile=tile, backend=backend, threads=threads)
+        reset_peak_rss()
+        secs, y = median_seconds(lambda e=engine: e.upscale_rgb(torch.from_numpy(x)), repeat)
+        label = "superres" if backend == "torch" else f"superres-{backend}"
+        out = y.numpy()
+        diff = None if ref is None else float(np.abs(out - ref).max())
+        ref = out if ref is None else ref
+        rows.append(BenchRow(label, model, size, tile, threads, secs, secs * 1e3 / out_mp, gflop / secs,
+                             peak_rss_mb(), diff))
     if with_ncnn and info.output_resize is None:
+        from superres.runtimes import BackendUnavailableError
+        from superres.runtimes.ncnn import NcnnRunner
+        from superres.zoo.loader import load_model
+
         try:
-            runner = NcnnRunner(model, threads)
-        except (ImportError, FileNotFoundError) as exc:
-            rows[0].max_abs_diff_vs_superres = None
+            runner = NcnnRunner.for_model(load_model(model), device="cpu", threads=threads)
+        except (BackendUnavailableError, ValueError) as exc:
             print(f"note: ncnn not measured for {model}: {exc}")
             return rows
+        xt = torch.from_numpy(x)[None]
         reset_peak_rss()
-        secs_n, yn = median_seconds(lambda: runner(x), repeat)
-        diff = float(np.abs(np.clip(yn, 0, 1) - y.numpy()).max())
-        rows.append(
-            BenchRow(
-                "ncnn",
-                model,
-                size,
-                0,
-                threads,
-                secs_n,
-                secs_n * 1e3 / out_mp,
-                gflop / secs_n,
-                peak_rss_mb(),
-                diff,
-            )
-        )
+        secs_n, yn = median_seconds(lambda: runner.run(xt)[0].numpy(), repeat)
+        diff = None if ref is None else float(np.abs(np.clip(yn, 0, 1) - ref).max())
+        rows.append(BenchRow("ncnn", model, size, 0, threads, secs_n, secs_n * 1e3 / out_mp, gflop / secs_n,
+                             peak_rss_mb(), diff))
     return rows

@@ -70,6 +70,7 @@ def load_methods(
     device: str = "auto",
     precision: str = "fp32",
     tile: int | None = None,
+    backend: str = "torch",
 ) -> tuple[list[Method], list[str]]:
     """Load zoo names / weight files as methods (labels made unique); also returns notes.
 
@@ -83,7 +84,8 @@ def load_methods(
     labels: set[str] = {BICUBIC}
     for spec in specs:
         try:
-            up: Engine = Upscaler(model=spec, device=device, precision=precision, tile=tile)
+            up: Engine = Upscaler(model=spec, device=device, precision=precision, tile=tile,
+                                  backend=backend)
         except Exception as exc:
             raise EvalError(f"cannot load model {spec}: {exc}") from None
         label = Path(spec).stem if Path(spec).is_file() else up.model.name
@@ -102,6 +104,8 @@ def load_methods(
         fn(np.zeros((16, 16, 3), np.uint8))  # warm-up: the first image's time is not start-up cost
 
         what = f"weight file {spec}" if Path(spec).is_file() else f"zoo model {up.model.name}"
+        if backend != "torch":
+            what += f" on {getattr(up, 'backend', backend)}"
         methods.append(Method(label, fn, f"{what} ({up.model.arch}, x{native:g})", False, native))
     return methods, notes
 
