@@ -29,6 +29,7 @@ import torch
 
 from superres.engine.upscaler import TileSettings, UpscaleEngine, check_scale
 from superres.runtimes import check_backend, make_runner
+from superres.runtimes.pytorch import make_torch_runner
 from superres.zoo import DEFAULT_MODEL
 from superres.zoo.loader import LoadedModel, load_model
 
@@ -57,19 +58,27 @@ class Upscaler:
         max_output_pixels: int | None = None,
         backend: str = "torch",
         threads: int | None = None,
+        compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         # model_scale: the factor of a weight file that does not record it (SRCNN/FSRCNN .pth)
         # max_output_pixels: refuse larger outputs (default $SUPERRES_MAX_OUTPUT_PIXELS or 2^28)
         # backend: torch (default), auto, openvino, onnxruntime, ncnn, tensorrt; precision "int8"
         # needs openvino. threads: CPU threads of a non-torch backend (default: PyTorch's count)
+        # compile / cuda_graphs: torch.compile and CUDA graph replay of the torch runner (docs/gpu.md)
         if scale_factor is not None:
             scale_factor = check_scale(scale_factor)  # before loading: 0 is not "the default"
         check_backend(backend, precision)  # before loading: a typo should not cost a model load
+        if (compile or cuda_graphs) and backend != "torch":
+            raise ValueError(f"compile and cuda_graphs apply to the torch backend only, not {backend!r}")
         source = model if model is not None else (model_path or DEFAULT_MODEL)
         loaded = source if isinstance(source, LoadedModel) else load_model(source, scale=model_scale)
         runner = None
         if backend != "torch":  # torch: the engine's own TorchRunner, as before (same bytes)
             runner = make_runner(loaded, backend, device=device, precision=precision, threads=threads)
+        elif compile or cuda_graphs:
+            runner = make_torch_runner(loaded, device=device, precision=precision,
+                                       channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs)
         self.engine = UpscaleEngine(
             loaded, device=device, precision=precision,
             tiles=TileSettings(tile=tile, pad=tile_pad, batch=batch), alpha=alpha,

@@ -82,6 +82,10 @@ ENGINE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
              "(default: torch; see docs/runtimes.md)")),
     "threads": (("--threads",), dict(type=positive_int, default=None,
                                      help="CPU threads for PyTorch and the other backends")),
+    "compile": (("--compile",), dict(
+        action="store_true", help="torch backend: torch.compile the network (slow first call; docs/gpu.md)")),
+    "cuda_graphs": (("--cuda-graphs",), dict(
+        action="store_true", help="torch backend on CUDA: replay a CUDA graph per tile shape (docs/gpu.md)")),
 }
 
 
@@ -99,7 +103,8 @@ def add_engine_options(parser: argparse.ArgumentParser, names: Sequence[str] = t
 
 def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The ``Upscaler`` keywords among the parsed engine options that the command has."""
-    keys = ("device", "precision", "tile", "tile_pad", "batch", "model_scale", "backend", "threads")
+    keys = ("device", "precision", "tile", "tile_pad", "batch", "model_scale", "backend", "threads",
+            "compile", "cuda_graphs")
     return {k: getattr(args, k) for k in keys if hasattr(args, k)}
 
 

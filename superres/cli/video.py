@@ -54,7 +54,8 @@ def add_parser(sub: Any) -> None:
                    help="output pixel format (default: the source's chroma layout and bit depth, e.g. "
                         "yuv420p10le for 10-bit sources)")
     add_engine_options(
-        p, ("batch", "tile", "tile_pad", "device", "precision", "backend", "threads"),
+        p, ("batch", "tile", "tile_pad", "device", "precision", "backend", "threads", "compile",
+            "cuda_graphs"),
         batch=dict(help="frames per forward pass when a frame fits in one tile (same size: every frame of a "
                         "video), else tiles per pass as in `upscale`; the auto tile size budgets memory "
                         "for N (default: 1)"),

@@ -21,7 +21,8 @@ class NamedTorchRunner(TorchRunner):
 
 
 def make_torch_runner(model: LoadedModel, *, device: str | torch.device | None = "auto",
-                      precision: str = "auto", channels_last: bool = True) -> NamedTorchRunner:
+                      precision: str = "auto", channels_last: bool = True, compile: bool = False,
+                      cuda_graphs: bool = False) -> NamedTorchRunner:
     """PyTorch on ``device`` in ``precision`` (fp32 on CPU, fp16 on GPU by default), as the engine
     builds it; int8 is refused with a pointer to OpenVINO."""
     if precision == "int8":
@@ -29,4 +30,4 @@ def make_torch_runner(model: LoadedModel, *, device: str | torch.device | None =
                          "(backend='openvino')")
     dev = resolve_device(device)
     return NamedTorchRunner(runner_network(model), dev, resolve_dtype(precision, dev),
-                            channels_last=channels_last)
+                            channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs)
