@@ -26,14 +26,20 @@ from torch import nn
 
 from superres.export.backends import MissingBackendError, require
 from superres.export.convert import ONNX_OPSET, example_input, runner_network, to_onnx_bytes, to_openvino
-from superres.export.metadata import TORCHSCRIPT_FILE, build_metadata, read_metadata, set_ir_metadata, \
-    set_onnx_metadata, sniff_format
+from superres.export.metadata import (
+    TORCHSCRIPT_FILE,
+    build_metadata,
+    read_metadata,
+    set_ir_metadata,
+    set_onnx_metadata,
+    sniff_format,
+)
 from superres.io.atomic import atomic_path, fsync_dir, temp_name
 from superres.zoo.loader import LoadedModel
 
-__all__ = ["FORMATS", "PRECISIONS", "SUFFIXES", "TOLERANCES", "ExportCheck", "ExportCheckError", "ExportError",
-           "ExportResult", "MissingBackendError", "check_export", "default_output", "export_model",
-           "probe_image", "read_metadata", "verify_export"]
+__all__ = ["FORMATS", "PRECISIONS", "SUFFIXES", "TOLERANCES", "ExportCheck", "ExportCheckError",
+           "ExportError", "ExportResult", "MissingBackendError", "check_export", "default_output",
+           "export_model", "probe_image", "read_metadata", "verify_export"]
 
 FORMATS = ("onnx", "torchscript", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -292,7 +298,8 @@ def check_export(path: Path, model: LoadedModel, *, tolerance: float | None = No
     probe = (int(x.shape[2]), int(x.shape[3]))
     if out.shape != ref.shape:
         notes.append(f"output shape {out.shape}, PyTorch {ref.shape}")
-        return ExportCheck(RUNTIMES[fmt], precision, probe, math.inf, -math.inf, tolerance, None, False, notes)
+        return ExportCheck(RUNTIMES[fmt], precision, probe, math.inf, -math.inf, tolerance, None, False,
+                           notes)
     diff = float(np.abs(out.astype(np.float64) - ref).max())
     mse = float(np.mean((np.clip(out, 0, 1).astype(np.float64) - np.clip(ref, 0, 1)) ** 2))
     psnr = math.inf if mse == 0 else 10 * math.log10(1 / mse)

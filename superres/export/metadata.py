@@ -120,7 +120,8 @@ def set_onnx_metadata(proto: Any, md: dict[str, str]) -> None:
         entry.key, entry.value = key, value
     proto.producer_name = "superres"
     proto.producer_version = __version__
-    proto.doc_string = f"{md['model']} ({md['arch']}) x{md['net_scale']}, {md['precision']}; input {md['input']}"
+    proto.doc_string = (f"{md['model']} ({md['arch']}) x{md['net_scale']}, {md['precision']}; "
+                        f"input {md['input']}")
 
 
 def set_ir_metadata(ov_model: Any, md: dict[str, str]) -> None:
