@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,9 +196,11 @@ def _write_torchscript(model: LoadedModel, out: Path, precision: str, md: dict[s
     if precision == "fp16":
         net = _HalfInside(net).eval()
         example = example_input(model, 32)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings(), atomic_path(out) as tmp:
+        # deprecated upstream in favour of torch.export, still what C++/libtorch deployments load;
+        # tracer chatter about Python values (FSRCNN's tap index depends on stride/kernel only)
+        warnings.simplefilter("ignore")
         traced = torch.jit.trace(net, (example,), check_trace=False)
-    with atomic_path(out) as tmp:
         torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_FILE: json.dumps(md, sort_keys=True)})
 
 
@@ -268,7 +271,9 @@ def _file_runner(path: Path, fmt: str) -> tuple[Callable[[np.ndarray], np.ndarra
                                                              "INFERENCE_NUM_THREADS": threads})
         return (lambda x: np.asarray(compiled(x)[0])), notes
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    module = torch.jit.load(str(path), map_location=device).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location=device).eval()
     notes.append(f"torch.jit on {device}")
 
     def run(x: np.ndarray) -> np.ndarray:
