@@ -8,6 +8,7 @@ work itself failed (the written file does not reproduce PyTorch, or it could not
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,10 @@ def summary(md: dict[str, str]) -> list[str]:
              f"{opset}, licence {g('licence')}, superres {g('superres_version')}",
              f"input {g('input')}, sides a multiple of {g('size_multiple')}; dynamic batch/height/width"]
     if g("int8_psnr_db"):
+        kept = len(json.loads(g("int8_fp32_layers") or "[]"))
         lines.append(f"int8: {g('int8_psnr_db')} dB PSNR vs fp32 on held images "
-                     f"(budget {g('int8_budget_db')} dB), {g('int8_int8_layers')} int8 layers, "
-                     f"fp32 kept: {g('int8_fp32_layers')}")
+                     f"(budget {g('int8_budget_db')} dB); {g('int8_int8_layers')} layers in int8, "
+                     f"{kept} kept in fp32 (names: read_metadata)")
     return lines
 
 

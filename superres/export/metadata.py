@@ -21,7 +21,8 @@ INPUT_DESC = "RGB float32 NCHW in [0,1]"
 ONNX_PREFIX = "superres."
 TORCHSCRIPT_FILE = "superres.json"
 RT_INFO_KEY = "superres"
-INT8_FIELDS = ("psnr_db", "budget_db", "fp32_layers", "int8_layers", "calib_images", "seconds")
+INT8_FIELDS = ("psnr_db", "budget_db", "fp32_layers", "int8_layers", "calib_images", "seconds",
+               "held_images", "plain_psnr_db")  # the last two where the report has them
 
 
 def build_metadata(model: LoadedModel, *, fmt: str, precision: str, opset: int | None = None,
