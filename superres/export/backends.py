@@ -6,7 +6,8 @@ import importlib
 
 # format (or runtime) -> (modules it imports, the extra that installs them)
 NEEDS: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "onnx": (("onnx", "onnxruntime"), "onnx"),
+    "onnx": (("onnx", "onnxruntime"), "onnx"),  # writing (fp16 uses onnxruntime's converter), checking
+    "onnx-metadata": (("onnx",), "onnx"),  # reading a file's metadata
     "openvino": (("openvino",), "openvino"),
     "int8": (("openvino", "nncf"), "openvino"),
     "torchscript": ((), None),

@@ -31,7 +31,7 @@ def build_metadata(model: LoadedModel, *, fmt: str, precision: str, opset: int |
     resize = model.output_resize
     out = f"RGB float32 NCHW, height and width x{model.scale}, not clamped (clamp to [0,1])"
     if resize:
-        out += f", then resize by {resize:g} (overall x{model.net_scale:g})"
+        out += f", then a bicubic resize by {resize:g} (overall x{model.net_scale:g})"
     md = {
         "model": Path(model.name).name,  # a user file's name, not the folder it was on
         "arch": model.arch,
@@ -94,7 +94,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return _read_ir_rt_info(path)
     from superres.export.backends import require
 
-    require("onnx")
+    require("onnx-metadata")
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
