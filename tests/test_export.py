@@ -92,6 +92,15 @@ def test_metadata_round_trips_in_the_file(fmt: str, compact: LoadedModel,
     assert json.loads(md["arch_kwargs"]) == json.loads(json.dumps(compact.kwargs))
 
 
+def test_metadata_names_the_resize_after_the_network() -> None:
+    """Upstream's animevideov3 x2 is the x4 network then a x0.5 resize, which the file does not do."""
+    from superres.export.metadata import build_metadata
+
+    md = build_metadata(load_model("realesr-animevideov3-x2"), fmt="onnx", precision="fp16", opset=17)
+    assert (md["scale"], md["output_resize"], md["net_scale"]) == ("4", "0.5", "2")
+    assert "bicubic resize by 0.5" in md["output"] and md["opset"] == "17"
+
+
 def test_writes_leave_no_temporaries_and_ir_is_a_pair(compact_files: dict[str, Path]) -> None:
     folder = compact_files["onnx"].parent
     names = sorted(p.name for p in folder.iterdir())
