@@ -118,6 +118,18 @@ def test_fsrcnn_deconvolution_is_right_at_two_sizes_in_onnx(tmp_path: Path) -> N
         assert np.abs(out - ref).max() <= 1e-4
 
 
+def test_realcugan_pads_by_the_input_size_in_the_file(tmp_path: Path) -> None:
+    """Real-CUGAN pads to its side multiple from the input's size: odd sizes and the stored least side."""
+    model = load_model("realcugan-se-x3-conservative")
+    res = export_model(model, tmp_path / "c.onnx", fmt="onnx")
+    least = int(res.metadata["min_side"])
+    for size in ((45, 77), (least, least + 1)):
+        x = probe_image(model, size)
+        out, ref = run_file(res.path, "onnx", x), reference(model, x)
+        assert out.shape == ref.shape == (1, 3, 3 * size[0], 3 * size[1])
+        assert np.abs(out - ref).max() <= 1e-4
+
+
 @pytest.mark.parametrize("fmt", list(SUFFIX))
 def test_fp16_files_keep_float32_input_and_are_close(fmt: str, tmp_path: Path) -> None:
     model = load_model("espcn-x3")

@@ -62,7 +62,8 @@ def summary(md: dict[str, str]) -> list[str]:
     opset = f" opset {g('opset')}" if g("opset") else ""
     lines = [f"model {g('model')} ({g('arch')}), x{g('net_scale')}{resize}, {g('format')} {g('precision')}"
              f"{opset}, licence {g('licence')}, superres {g('superres_version')}",
-             f"input {g('input')}, sides a multiple of {g('size_multiple')}; dynamic batch/height/width"]
+             f"input {g('input')}, sides a multiple of {g('size_multiple')}"
+             + (f" and at least {g('min_side')}" if g("min_side") else "") + "; dynamic batch/height/width"]
     if g("int8_psnr_db"):
         kept = len(json.loads(g("int8_fp32_layers") or "[]"))
         lines.append(f"int8: {g('int8_psnr_db')} dB PSNR vs fp32 on held images "

@@ -49,11 +49,22 @@ def build_metadata(model: LoadedModel, *, fmt: str, precision: str, opset: int |
         "precision": precision,
         "superres_version": __version__,
     }
+    if model.arch == "realcugan":
+        md["min_side"] = str(_realcugan_min_side(model.scale))
     if opset is not None:
         md["opset"] = str(opset)
     if int8_report is not None:
         md.update(int8_metadata(int8_report))
     return md
+
+
+def _realcugan_min_side(scale: int) -> int:
+    """Real-CUGAN reflect-pads inside the network; PyTorch mirrors inputs smaller than the pad
+    repeatedly, a size-dependent branch that a traced file does not keep, so sides must exceed it."""
+    from superres.archs.realcugan import PADDING
+
+    pad, multiple = PADDING[scale]
+    return pad + multiple
 
 
 def int8_metadata(report: Any) -> dict[str, str]:
