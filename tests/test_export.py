@@ -187,6 +187,14 @@ def test_cli_exports_to_the_default_name_and_prints_the_check(tmp_path: Path, mo
     assert "licence MIT" in out and "RGB float32 NCHW in [0,1]" in out
 
 
+def test_cli_no_check_and_an_ir_pair(tmp_path: Path, capsys) -> None:
+    args = ["export", "fsrcnn-x2", "--format", "openvino", "--no-check", "-o", str(tmp_path / "f.xml")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "f.xml + " in out and "f.bin" in out and "check skipped" in out
+    assert read_metadata(tmp_path / "f.xml")["model"] == "fsrcnn-x2"
+
+
 def test_cli_check_failure_exits_1(tmp_path: Path, capsys) -> None:
     code = main(["export", "espcn-x3", "--format", "onnx", "--precision", "fp16", "--tolerance", "1e-9",
                  "-o", str(tmp_path / "e.onnx")])

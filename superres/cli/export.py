@@ -15,6 +15,7 @@ from typing import Any
 
 from superres.cli.options import add_engine_options, apply_threads, bounded
 
+# as superres.export.files.FORMATS/PRECISIONS, which imports torch: the parser stays light
 FORMATS = ("onnx", "torchscript", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -38,11 +39,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="output file (default: ./<model>-<precision>.onnx|.pt|.xml; an IR's .bin goes "
                         "beside its .xml)")
-    p.add_argument("--tolerance", type=bounded(float, above=0), default=None,
+    p.add_argument("--tolerance", type=bounded(float, above=0), default=None, metavar="X",
                    help="largest max |diff| vs PyTorch allowed by the check (default: 1e-4 fp32, 1e-2 "
                         "fp16; int8 is held to its PSNR budget)")
     p.add_argument("--no-check", dest="check", action="store_false",
-                   help="skip running the written file (e.g. the runtime is not installed here)")
+                   help="do not run the written file (e.g. a large model's fp16 TorchScript, slow on a CPU)")
     add_engine_options(p, ("model_scale", "threads"))
     p.set_defaults(func=run, check=True)
 
