@@ -152,7 +152,9 @@ def export_model(model: LoadedModel, out: Path, *, fmt: str, precision: str = "f
 
         ovm, report = quantize(model, budget_db=budget_db, calib=calib)
     else:
-        ovm = to_openvino(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter, as in to_onnx_bytes (checked after writing)
+            ovm = to_openvino(model)
     md = build_metadata(model, fmt=fmt, precision=precision, int8_report=report)
     set_ir_metadata(ovm, md)
     files = _write_ir(ovm, out, compress_to_fp16=precision == "fp16")
