@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from superres import __version__
 from superres.cli import bench as bench_cmd
 from superres.cli import eval as eval_cmd
+from superres.cli import export as export_cmd
 from superres.cli import models as models_cmd
 from superres.cli import restore as restore_cmd
 from superres.cli import train as train_cmd
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
     restore_cmd.add_parser(sub)
+    export_cmd.add_parser(sub)
     return parser
 
 

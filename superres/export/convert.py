@@ -40,12 +40,15 @@ def to_onnx_bytes(model: LoadedModel, *, opset: int = ONNX_OPSET) -> bytes:
     """The runner network as an ONNX model (dynamic batch, height, width), serialised."""
     net = runner_network(model)
     buf = io.BytesIO()
-    axes = {0: "batch", 2: "height", 3: "width"}
+    # distinct names for the output's sides: ONNX reads one name as one size, and the output is
+    # scale times the input (runtimes that plan buffers by name fail on a shared name)
+    in_axes = {0: "batch", 2: "height", 3: "width"}
+    out_axes = {0: "batch", 2: "out_height", 3: "out_width"}
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python values
         torch.onnx.export(net, (example_input(model),), buf, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
+                          dynamic_axes={INPUT_NAME: in_axes, OUTPUT_NAME: out_axes})
     return buf.getvalue()
 
 
