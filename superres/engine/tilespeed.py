@@ -146,8 +146,10 @@ def windows_to_measure(candidates: tuple[int, ...], *, pad: int, multiple: int, 
 
 
 def measure(runner: Runner, sides: list[int], *, pad: int, multiple: int,
-            time_cap_s: float = TIME_CAP_S) -> SpeedProfile:
-    """Time ``runner`` once on a window of each side (after a warm-up run on the smallest)."""
+            time_cap_s: float | None = None) -> SpeedProfile:
+    """Time ``runner`` once on a window of each side (after a warm-up run on the smallest);
+    past ``time_cap_s`` (default :data:`TIME_CAP_S`) the larger sides are left unmeasured."""
+    cap = TIME_CAP_S if time_cap_s is None else time_cap_s
     start = time.perf_counter()
     profile = SpeedProfile(pad, multiple)
     if not sides:
@@ -158,7 +160,7 @@ def measure(runner: Runner, sides: list[int], *, pad: int, multiple: int,
         t0 = time.perf_counter()
         runner.run(x)
         profile.seconds[side] = time.perf_counter() - t0
-        if time.perf_counter() - start > time_cap_s:
+        if time.perf_counter() - start > cap:
             break
     profile.measured_s = time.perf_counter() - start
     return profile
