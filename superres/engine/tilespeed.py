@@ -156,12 +156,15 @@ def measure(runner: Runner, sides: list[int], *, pad: int, multiple: int,
         return profile
     runner.run(_test_window(sides[0]))  # first-call costs (allocation, kernel choice) not timed
     for side in sides:
+        if profile.seconds:  # would this window end past the cap? (a busy or slow machine)
+            last = max(profile.seconds)
+            predicted = profile.seconds[last] * (side / last) ** 2
+            if time.perf_counter() - start + predicted > cap:
+                break
         x = _test_window(side)
         t0 = time.perf_counter()
         runner.run(x)
         profile.seconds[side] = time.perf_counter() - t0
-        if time.perf_counter() - start > cap:
-            break
     profile.measured_s = time.perf_counter() - start
     return profile
 
