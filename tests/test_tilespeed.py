@@ -138,6 +138,9 @@ def test_a_model_too_heavy_to_measure_is_not_measured(cache: Path) -> None:
     assert tilespeed.windows_to_measure(tilespeed.CPU_CANDIDATES, pad=32, multiple=1, max_tile=512,
                                         mflop_per_pixel=model.spec.mflop_per_input_pixel(**model.kwargs),
                                         budget_gflop=tilespeed.CPU_BUDGET_GFLOP) == []
+    engine = UpscaleEngine(model, device="cpu")
+    assert engine.tile_for(2000, 3000) == engine.memory_tile(2000, 3000)  # as before issue 18
+    assert engine.speed is None and not cache.exists()
     sides = tilespeed.windows_to_measure(tilespeed.CPU_CANDIDATES, pad=18, multiple=1, max_tile=512,
                                          mflop_per_pixel=1.2384, budget_gflop=tilespeed.CPU_BUDGET_GFLOP)
     assert sides == [t + 36 for t in (96, 128, 192, 256, 384)]  # the compact model: up to 384

@@ -14,9 +14,11 @@ window's pixels) stays within a budget, so the measurement costs about the same 
 measured at all. For an image, the chosen tile minimises the predicted time of all its windows
 (so the overlap waste of small tiles counts), among measured sizes within the memory bound.
 Results are cached as JSON under ``cache_dir()/tiles``, keyed by everything that changes speed.
+This is for CPU runners; GPUs keep the memory bound (larger tiles are faster there).
 
 ``SUPERRES_TILE_MEASURE=0`` turns measuring off: then :data:`DEFAULT_TILE` (a cache-friendly
-256 on CPUs), still within the memory bound.
+256), still within the memory bound. A model too heavy to measure within the budget (x4plus:
+one 160-px window is ~0.9 TFLOP) keeps the memory bound, as before.
 """
 
 from __future__ import annotations
@@ -41,16 +43,14 @@ from superres.engine.runners import Runner
 from superres.engine.tiling import round_up
 
 ENV_MEASURE = "SUPERRES_TILE_MEASURE"
-# Core tile sides tried, smallest first. CPUs: around the cache sizes; GPUs: larger is usually better.
+# Core tile sides tried on CPUs, smallest first: around the cache sizes.
 CPU_CANDIDATES = (96, 128, 192, 256, 384, 512)
-GPU_CANDIDATES = (256, 384, 512, 768, 1024, 1536, 2048)
 # Tile when measuring is off (or impossible): 256 px ran the compact model fastest per pixel
 # on the 2-core AVX2 box (issue 18); only used where the memory bound allows it.
 DEFAULT_TILE = 256
 # Work budget of one measurement, GFLOP (the model's MFLOP/px x window pixels, summed): on the
 # compact model it covers cores 96..384 (~450 GFLOP, ~3 s at 150 GFLOP/s).
 CPU_BUDGET_GFLOP = 450.0
-GPU_BUDGET_GFLOP = 40_000.0
 TIME_CAP_S = 8.0  # stop early on a machine far slower than the budget assumes (or a busy one)
 FORMAT = 1  # cache file layout; bump to invalidate old entries
 
@@ -58,10 +58,6 @@ FORMAT = 1  # cache file layout; bump to invalidate old entries
 def measuring_enabled() -> bool:
     """False when ``$SUPERRES_TILE_MEASURE`` is 0/false/no/off."""
     return os.environ.get(ENV_MEASURE, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def candidates_for(device: torch.device) -> tuple[int, ...]:
-    return CPU_CANDIDATES if device.type == "cpu" else GPU_CANDIDATES
 
 
 @dataclass
@@ -237,11 +233,9 @@ def profile_for(runner: Runner, model: Any, *, pad: int, multiple: int, max_tile
     """
     if not measuring_enabled():
         return None
-    device = runner.device
-    budget = CPU_BUDGET_GFLOP if device.type == "cpu" else GPU_BUDGET_GFLOP
     mflop = float(model.spec.mflop_per_input_pixel(**model.kwargs))
-    sides = windows_to_measure(candidates_for(device), pad=pad, multiple=multiple, max_tile=max_tile,
-                               mflop_per_pixel=mflop, budget_gflop=budget)
+    sides = windows_to_measure(CPU_CANDIDATES, pad=pad, multiple=multiple, max_tile=max_tile,
+                               mflop_per_pixel=mflop, budget_gflop=CPU_BUDGET_GFLOP)
     if len(sides) < 2:  # nothing to compare
         return None
     key = runner_key(runner, model, pad=pad, multiple=multiple, sides=sides)

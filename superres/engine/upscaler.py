@@ -180,10 +180,10 @@ class UpscaleEngine:
         """Core tile side for an image of this size (whole image when tiling is off).
 
         An explicit tile wins. An image that fits in one memory-bound tile runs whole (no
-        overlap, the exact untiled result: what it always did). A larger image gets the tile
-        with the least predicted time from the measured speed profile (engine.tilespeed),
-        within the memory bound; without a profile (measuring off, or a model too heavy to
-        measure) a cache-friendly default on CPUs, the memory bound on GPUs.
+        overlap, the exact untiled result: what it always did). On a CPU a larger image gets the
+        tile with the least predicted time from the measured speed profile (engine.tilespeed),
+        within the memory bound; with measuring turned off, a cache-friendly default
+        (tilespeed.DEFAULT_TILE). GPUs, and models too heavy to measure, keep the memory bound.
         """
         m = self.model.size_multiple
         whole = round_up(max(height, width), m)
@@ -192,16 +192,14 @@ class UpscaleEngine:
         if self.tiles.tile is not None:
             return min(whole, round_up(max(self.tiles.tile, m), m))
         mem = self.memory_tile(height, width)
-        if mem >= whole:
-            return whole
-        profile = self.speed_profile()
-        if profile is not None:
-            choice = tilespeed.choose_tile(profile, round_up(height, m), round_up(width, m), mem)
-            if choice is not None:
-                return choice
-        if self.device.type == "cpu":
+        if mem >= whole or self.device.type != "cpu":
+            return mem
+        if self.speed is None and not tilespeed.measuring_enabled():
             return min(mem, round_up(tilespeed.DEFAULT_TILE, m))
-        return mem
+        profile = self.speed_profile()  # an injected one wins
+        choice = None if profile is None else tilespeed.choose_tile(
+            profile, round_up(height, m), round_up(width, m), mem)
+        return mem if choice is None else choice
 
     def speed_profile(self) -> tilespeed.SpeedProfile | None:
         """This engine's measured speed per tile size (measured or read from the cache once, on
