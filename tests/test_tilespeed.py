@@ -108,6 +108,22 @@ def test_measurement_is_cached_and_reused(cache: Path, monkeypatch: pytest.Monke
     assert runner3.calls > 0 and len(list(cache.glob("espcn-*.json"))) == 2
 
 
+def test_a_measurement_cut_short_is_used_but_not_cached(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tilespeed, "TIME_CAP_S", 0.0)  # a very busy machine: one window only
+    engine, runner = counting_engine()
+    tile = engine.tile_for(1080, 1920)
+    prof = engine.speed
+    assert prof is not None and not prof.complete and len(prof.seconds) == 1 and runner.calls == 2
+    # the sizes not reached count as fast per pixel as the measured one: big tiles (less overlap)
+    assert tile == choose_tile(prof, 1080, 1920, engine.memory_tile(1080, 1920)) and tile >= 384
+    assert not cache.exists()
+    monkeypatch.setattr(tilespeed, "TIME_CAP_S", 600.0)
+    again, runner2 = counting_engine()
+    again.tile_for(1080, 1920)
+    assert runner2.calls > 2 and again.speed is not None and again.speed.complete
+    assert len(list(cache.glob("*.json"))) == 1
+
+
 def test_memory_bound_explicit_tile_small_images_and_switch_off(cache: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     fast_big = profile(4, {96: 3.0, 128: 2.0, 192: 1.5, 256: 1.2, 384: 1.0, 512: 0.5})

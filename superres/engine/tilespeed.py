@@ -11,9 +11,12 @@ engine really runs: every tile also computes its context), smallest first, after
 warm-up; windows are measured while the predicted work (the model's MFLOP per pixel times the
 window's pixels) stays within a budget, so the measurement costs about the same on any model
 (~2-3 s on a 2-core AVX2 CPU) and a model too heavy for even the smallest window is not
-measured at all. For an image, the chosen tile minimises the predicted time of all its windows
-(so the overlap waste of small tiles counts), among measured sizes within the memory bound.
-Results are cached as JSON under ``cache_dir()/tiles``, keyed by everything that changes speed.
+measured at all. On a busy or slow machine measuring stops after ~8 s; the larger windows it did
+not reach are then assumed as fast per pixel as the largest measured one (which favours them,
+as the old policy did) and the profile is not cached. For an image, the chosen tile minimises
+the predicted time of all its windows (so the overlap waste of small tiles counts), within the
+memory bound. Complete results are cached as JSON under ``cache_dir()/tiles``, keyed by
+everything that changes speed.
 This is for CPU runners; GPUs keep the memory bound (larger tiles are faster there).
 
 ``SUPERRES_TILE_MEASURE=0`` turns measuring off: then :data:`DEFAULT_TILE` (a cache-friendly
@@ -68,10 +71,19 @@ class SpeedProfile:
     multiple: int = 1
     seconds: dict[int, float] = field(default_factory=dict)  # window side -> seconds per window
     measured_s: float = 0.0  # what measuring cost (0 for an injected or cached profile)
+    # window sides meant to be measured; those past the time cap are left out of ``seconds``
+    planned: list[int] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return set(self.planned) <= set(self.seconds)
 
     def tiles(self) -> list[int]:
-        """Core tile sides that were measured (window minus the context)."""
-        return sorted(side - 2 * self.pad for side in self.seconds if side - 2 * self.pad > 0)
+        """Core tile sides to choose from (window minus the context): the measured ones and the
+        planned ones a busy machine did not get to, which are assumed to run at the largest
+        measured window's speed per pixel (so, as before this module, the larger the better)."""
+        sides = {*self.seconds, *self.planned}
+        return sorted(side - 2 * self.pad for side in sides if side - 2 * self.pad > 0)
 
     def per_pixel(self, pixels: float) -> float:
         """Seconds per window pixel for a window of ``pixels``: log-log interpolation between the
@@ -96,12 +108,13 @@ class SpeedProfile:
     def to_json(self) -> dict[str, Any]:
         return {"pad": self.pad, "multiple": self.multiple,
                 "seconds": {str(k): v for k, v in sorted(self.seconds.items())},
-                "measured_s": self.measured_s}
+                "measured_s": self.measured_s, "planned": self.planned}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SpeedProfile:
         return cls(int(data["pad"]), int(data.get("multiple", 1)),
-                   {int(k): float(v) for k, v in data["seconds"].items()}, float(data.get("measured_s", 0.0)))
+                   {int(k): float(v) for k, v in data["seconds"].items()}, float(data.get("measured_s", 0.0)),
+                   [int(v) for v in data.get("planned", [])])
 
 
 def choose_tile(profile: SpeedProfile, height: int, width: int, max_tile: int) -> int | None:
@@ -147,7 +160,7 @@ def measure(runner: Runner, sides: list[int], *, pad: int, multiple: int,
     past ``time_cap_s`` (default :data:`TIME_CAP_S`) the larger sides are left unmeasured."""
     cap = TIME_CAP_S if time_cap_s is None else time_cap_s
     start = time.perf_counter()
-    profile = SpeedProfile(pad, multiple)
+    profile = SpeedProfile(pad, multiple, planned=list(sides))
     if not sides:
         return profile
     runner.run(_test_window(sides[0]))  # first-call costs (allocation, kernel choice) not timed
@@ -244,5 +257,6 @@ def profile_for(runner: Runner, model: Any, *, pad: int, multiple: int, max_tile
         return cached
     with timing.stage("tile-measure"):
         profile = measure(runner, sides, pad=pad, multiple=multiple)
-    store(key, profile)
+    if profile.complete:  # one cut short by a busy machine serves this process only
+        store(key, profile)
     return profile

@@ -231,7 +231,9 @@ class UpscaleEngine:
             if n > 1 and tile >= round_up(max(h, w), m):
                 y = self.runner.run(x)
             else:
-                y = torch.stack([self._run_tiles(xi, tile, on_tile) for xi in x])
+                # one image: no stack (a copy of the whole output: 0.4 GB at 8K)
+                y = (self._run_tiles(x[0], tile, on_tile)[None] if n == 1
+                     else torch.stack([self._run_tiles(xi, tile, on_tile) for xi in x]))
         y = y[:, :, : h * s, : w * s]
         if self.model.output_resize:
             size = (round(h * s * self.model.output_resize), round(w * s * self.model.output_resize))
@@ -316,7 +318,7 @@ class UpscaleEngine:
         if tuple(y.shape[-2:]) != size:
             with timing.stage("resize"):
                 y = resize(y, size)
-        return y.clamp(0.0, 1.0)
+        return y.clamp_(0.0, 1.0)  # y is ours (a model pass always ran): no second output-sized copy
 
     # ---- arrays --------------------------------------------------------------------
     def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
