@@ -318,7 +318,9 @@ class UpscaleEngine:
         if tuple(y.shape[-2:]) != size:
             with timing.stage("resize"):
                 y = resize(y, size)
-        return y.clamp_(0.0, 1.0)  # y is ours (a model pass always ran): no second output-sized copy
+        # y is ours (a model pass always ran): clamp in place, no second output-sized copy, unless
+        # it is a runner's inference-mode tensor (batched frames), which cannot change in place
+        return y.clamp(0.0, 1.0) if y.is_inference() else y.clamp_(0.0, 1.0)
 
     # ---- arrays --------------------------------------------------------------------
     def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
