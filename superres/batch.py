@@ -7,13 +7,13 @@ one file, no output may overwrite its input), skip outputs that exist unless ``o
 and go on past bad files. Outputs are written atomically, so a killed run leaves no truncated
 image and the same call again resumes; the temporaries a killed run left beside an output are
 removed when this batch comes to that output. Progress is reported through callbacks only.
+Decoding the next image and writing the previous one overlap with the model (see :func:`run`).
 
 Outputs are never inputs: a recursive scan leaves out the output folder when it lies inside an
 input folder, and files where this run's ``suffix`` would put another input's output are not
 inputs either (no ``a_x2_x2.png`` on the next run). Paths are compared after resolving, so one
-file spelled two ways (``./a.png``, an absolute path, a symlink) is one file.
-
-Light to import: torch and the image codecs load when a batch runs.
+file spelled two ways (``./a.png``, an absolute path, a symlink) is one file. Light to
+import: torch and the image codecs load when a batch runs.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from superres.engine.protocol import Engine
+from superres.engine.timing import Profile
 from superres.zoo import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from superres.io import ImageData
@@ -76,7 +78,8 @@ class FileResult:
     status: Status
     dst: Path | None = None
     error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # busy time for this file, all stages (they overlap between files)
+    timings: dict[str, float] = field(default_factory=dict)  # read, model, resize, engine, write
 
 
 @dataclass
@@ -86,6 +89,7 @@ class BatchResult:
     out: Path
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    profile: Profile | None = None
 
     def _count(self, status: Status) -> int:
         return sum(f.status == status for f in self.files)
@@ -322,21 +326,24 @@ def _check_not_input(job: Job, dst: Path) -> None:
         raise ImageError(job.src, "output would overwrite the input; use another -o or --suffix")
 
 
-def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict[str, Path],
-            note: Callable[[str], None], on_tile: Callable[[int, int], None] | None = None
-            ) -> tuple[Path, bool]:
-    """Upscale one file; (output path, True if written / False if skipped because it exists).
+@dataclass
+class Prepared:
+    """An input decoded, its output named and claimed (``img`` None: the output is kept)."""
+
+    job: Job
+    dst: Path
+    fmt: str | None = None
+    img: ImageData | None = None
+
+
+def prepare(job: Job, scale: float, opts: Options, claimed: dict[str, Path],
+            note: Callable[[str], None]) -> Prepared:
+    """Everything before the model: resume check, decode, output name and format, claim, sweep.
 
     ``claimed`` maps the real path of each output so far to its input. Raises ImageError (or
     anything else) for the caller to report; its message names the input file.
     """
-    from superres.io import (
-        FORMAT_EXTENSIONS,
-        ImageError,
-        ImageWriteError,
-        output_format_for,
-        write_image,
-    )
+    from superres.io import FORMAT_EXTENSIONS, ImageError, output_format_for
 
     if job.error:
         raise ImageError(job.src, job.error)
@@ -345,7 +352,7 @@ def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict
         _check_not_input(job, dst)
         if not opts.overwrite and _exists(job, dst):
             _sweep(dst, opts)
-            return dst, False
+            return Prepared(job, dst)
     img = _read(job, scale, opts, note)
     h, w = img.pixels.shape[:2]
     size = (round(w * scale), round(h * scale))
@@ -364,56 +371,176 @@ def process(job: Job, engine: Engine, scale: float, opts: Options, claimed: dict
     claimed[key] = job.src
     _sweep(dst, opts)
     if not opts.overwrite and _exists(job, dst):
-        return dst, False
+        return Prepared(job, dst)
+    return Prepared(job, dst, fmt, img)
+
+
+def upscale_one(item: Prepared, engine: Engine, scale: float,
+                on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The model step; the engine's refusals (output too large, NaN samples) name the input."""
+    from superres.io import ImageError
+
     try:
-        result = engine.upscale_array(img.pixels, scale, on_tile=on_tile)
-    except ValueError as exc:  # refused by the engine (output too large, NaN samples, ...)
-        raise ImageError(job.src, str(exc)) from exc
+        return engine.upscale_array(item.img.pixels, scale, on_tile=on_tile)  # type: ignore[union-attr]
+    except ValueError as exc:
+        raise ImageError(item.job.src, str(exc)) from exc
+
+
+def write_one(item: Prepared, pixels: np.ndarray, opts: Options) -> None:
+    """Encode, write atomically; output-side errors become the input's error, naming both."""
+    from superres.io import ImageError, ImageWriteError, write_image
+
+    img = item.img
     try:
-        write_image(dst, result, icc_profile=img.icc_profile, exif=img.exif, quality=opts.quality, format=fmt)
+        write_image(item.dst, pixels, icc_profile=img and img.icc_profile, exif=img and img.exif,
+                    quality=opts.quality, format=item.fmt)
     except ImageError as exc:
-        if exc.path == job.src:
+        if exc.path == item.job.src:
             raise
-        raise ImageWriteError(job.src, f"cannot write {dst}: {exc.reason}") from exc
+        raise ImageWriteError(item.job.src, f"cannot write {item.dst}: {exc.reason}") from exc
     except OSError as exc:
-        raise _write_error(job, dst, exc) from exc
-    return dst, True
+        raise _write_error(item.job, item.dst, exc) from exc
+
+
+def _failed(src: Path, exc: Exception) -> str:
+    """The error line of a failed file: ImageErrors name the file already; others get it."""
+    from superres.io import ImageError
+
+    return str(exc) if isinstance(exc, ImageError) else f"{src}: {type(exc).__name__}: {exc}"
+
+
+class _Later:
+    """A call made when its result is first asked for: the serial batch's future (so the order
+    is exactly read, model, write per file, as before the overlap)."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._call: tuple[Callable[..., Any], tuple[Any, ...]] | None = (fn, args)
+        self._value: Any = None
+
+    def done(self) -> bool:
+        return self._call is None
+
+    def result(self) -> Any:
+        if self._call is not None:
+            fn, args = self._call
+            self._call = None
+            self._value = fn(*args)
+        return self._value
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, list[str]]:
+    """(result or Exception, seconds, notes): the caller's thread reports them, in order."""
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        out = fn(*args, notes.append) if fn is prepare else fn(*args)
+    except Exception as exc:
+        out = exc
+    return out, time.perf_counter() - t0, notes
 
 
 def run(jobs: list[Job], engine: Engine, opts: Options, *, scale: float | None = None,
         note: Callable[[str], None] | None = None,
         on_start: Callable[[Job], None] | None = None,
         on_file: Callable[[FileResult], None] | None = None,
-        on_tile: Callable[[int, int], None] | None = None) -> BatchResult:
+        on_tile: Callable[[int, int], None] | None = None,
+        overlap: bool = True) -> BatchResult:
     """Every job attempted in order; a failure is recorded with its reason and the rest go on.
 
     ``note`` gets remarks (e.g. an output format changed to keep alpha), ``on_start`` each job
     before it runs, ``on_file`` each result (after the file, also when it failed), ``on_tile``
-    the engine's tile progress of the current image.
+    the engine's tile progress of the current image; all are called in this thread, in order.
+
+    With ``overlap`` (the default) a reader thread decodes the next image and a writer thread
+    encodes the previous one while the model runs (at most one image ahead and one behind, so
+    memory stays bounded); the outputs are the same as without. ``result.profile`` says where
+    the time went.
     """
-    from superres.io import ImageError
+    from concurrent.futures import ThreadPoolExecutor
+
+    from superres.engine import timing
 
     say = note or (lambda _msg: None)
     target = float(engine.scale) if scale is None else check_scale(scale)
     result = BatchResult(opts.out)
+    prof = result.profile = Profile(overlapped=overlap)
     claimed: dict[str, Path] = {}
     start = time.perf_counter()
-    for job in jobs:
-        if on_start is not None:
-            on_start(job)
+    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"superres-{n}") for n in ("read", "write")] \
+        if overlap else []
+    reader, writer = (p.submit for p in pools) if overlap else (lambda fn, *a: _Later(fn, a),) * 2
+    behind: tuple[FileResult, Any] | None = None  # the file being written, its future
+
+    def finish_write() -> None:
+        nonlocal behind
+        if behind is None:
+            return
+        res, fut = behind
+        behind = None
         t0 = time.perf_counter()
-        try:
-            dst, written = process(job, engine, target, opts, claimed, say, on_tile)
-            res = FileResult(job.src, "written" if written else "skipped", dst)
-        except ImageError as exc:
-            res = FileResult(job.src, "failed", error=str(exc))
-        except Exception as exc:  # keep the batch going; say what broke and where
-            res = FileResult(job.src, "failed", error=f"{job.src}: {type(exc).__name__}: {exc}")
-        res.seconds = time.perf_counter() - t0
+        err, seconds, _ = fut.result()
+        prof.write_wait += time.perf_counter() - t0
+        prof.write += seconds
+        res.seconds += seconds
+        res.timings["write"] = seconds
+        if isinstance(err, Exception):
+            res.status, res.dst, res.error = "failed", None, _failed(res.src, err)
+        report(res)
+
+    def report(res: FileResult) -> None:
         result.files.append(res)
         if on_file is not None:
             on_file(res)
-    result.seconds = time.perf_counter() - start
+
+    try:
+        ahead = reader(_timed, prepare, jobs[0], target, opts, claimed) if jobs else None
+        for i, job in enumerate(jobs):
+            if on_start is not None:
+                on_start(job)
+            assert ahead is not None
+            t0 = time.perf_counter()
+            item, seconds, notes = ahead.result()
+            prof.read_wait += time.perf_counter() - t0
+            prof.read += seconds
+            ahead = (reader(_timed, prepare, jobs[i + 1], target, opts, claimed)
+                     if i + 1 < len(jobs) else None)
+            for msg in notes:
+                say(msg)
+            if behind is not None and behind[1].done():  # report a finished write early
+                finish_write()
+            if isinstance(item, Exception) or item.img is None:
+                finish_write()
+                res = (FileResult(job.src, "failed", error=_failed(job.src, item))
+                       if isinstance(item, Exception) else FileResult(job.src, "skipped", item.dst))
+                res.seconds = seconds
+                report(res)
+                continue
+            times: dict[str, float] = {}
+            error: Exception | None = None
+            t0 = time.perf_counter()
+            try:
+                with timing.collect(times):
+                    pixels = upscale_one(item, engine, target, on_tile)
+            except Exception as exc:
+                pixels, error = None, exc
+            busy = time.perf_counter() - t0
+            prof.add_engine(times, busy)
+            res = FileResult(job.src, "written", item.dst, seconds=seconds + busy,
+                             timings={"read": seconds, **times, "engine": busy})
+            finish_write()  # at most one image behind
+            if error is not None:
+                res.status, res.dst, res.error = "failed", None, _failed(job.src, error)
+                report(res)
+                continue
+            behind = (res, writer(_timed, write_one, item, pixels, opts))
+            del pixels, item
+            if not overlap:
+                finish_write()
+        finish_write()
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)  # a write under way completes
+    result.seconds = prof.total = time.perf_counter() - start
     return result
 
 

@@ -36,6 +36,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allow-damaged", action="store_true",
                    help="upscale images whose decoder reported damaged data (corrupt JPEG scans, PNG "
                         "checksum errors, broken TIFF strips) with a warning, instead of failing them")
+    p.add_argument("--profile", action="store_true",
+                   help="print where the time went at the end (read, model, resize, write, other)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--skip-existing", dest="overwrite", action="store_false",
                       help="leave outputs that already exist (default; resumes a batch)")
@@ -106,4 +108,6 @@ def run(args: argparse.Namespace) -> int:
           f"in {result.seconds:.1f} s -> {opts.out}")
     if result.skipped and not args.overwrite:
         print("  (existing outputs were kept; use --overwrite to redo them)")
+    if args.profile and result.profile is not None:
+        print(result.profile.summary())
     return 1 if result.failed else 0

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from superres.archs.luma import LumaOnly
+from superres.engine import tilespeed, timing
 from superres.engine.devices import available_memory, resolve_device, resolve_dtype
 from superres.engine.runners import Runner, TorchRunner
 from superres.engine.tiling import auto_tile, round_up, tiled_forward
@@ -82,7 +83,8 @@ def check_finite(samples: np.ndarray) -> None:
 
 @dataclass
 class TileSettings:
-    """``tile=None`` picks from free memory; 0 disables tiling; ``pad=None`` picks per model."""
+    """``tile=None`` picks for speed within free memory (UpscaleEngine.tile_for); 0 disables
+    tiling; ``pad=None`` picks per model."""
 
     tile: int | None = None
     pad: int | None = None
@@ -124,6 +126,9 @@ class UpscaleEngine:
             net = LumaOnly(model.module) if self.luma else model.module
             runner = TorchRunner(net, dev, resolve_dtype(precision, dev), channels_last=channels_last)
         self.runner: Runner = runner
+        # measured tile speeds (engine.tilespeed); set it to force a profile, None: measure on need
+        self.speed: tilespeed.SpeedProfile | None = None
+        self._speed_checked = False
 
     @staticmethod
     def _limit(value: int) -> int:
@@ -161,20 +166,51 @@ class UpscaleEngine:
                 pad = max(pad, 2)  # the bicubic chroma reaches 2 input pixels
         return round_up(pad, self.model.size_multiple)
 
+    def memory_tile(self, height: int, width: int) -> int:
+        """The largest core tile whose activations fit the free memory (capped: 512 on CPUs,
+        2048 on GPUs); the whole image when it fits."""
+        m = self.model.size_multiple
+        per_px = self.model.spec.activation_elems_per_pixel(**self.model.kwargs) * self.dtype.itemsize
+        share = 0.6 if self.device.type == "cuda" else 0.25
+        cap = 2048 if self.device.type == "cuda" else 512
+        return auto_tile(height, width, pad=self.pad, bytes_per_input_pixel=per_px * self.tiles.batch,
+                         budget_bytes=int(available_memory(self.device) * share), multiple=m, max_tile=cap)
+
     def tile_for(self, height: int, width: int) -> int:
-        """Core tile side for an image of this size (whole image when tiling is off)."""
+        """Core tile side for an image of this size (whole image when tiling is off).
+
+        An explicit tile wins. An image that fits in one memory-bound tile runs whole (no
+        overlap, the exact untiled result: what it always did). On a CPU a larger image gets the
+        tile with the least predicted time from the measured speed profile (engine.tilespeed),
+        within the memory bound; with measuring turned off, a cache-friendly default
+        (tilespeed.DEFAULT_TILE). GPUs, and models too heavy to measure, keep the memory bound.
+        """
         m = self.model.size_multiple
         whole = round_up(max(height, width), m)
         if self.tiles.tile == 0:
             return whole
         if self.tiles.tile is not None:
             return min(whole, round_up(max(self.tiles.tile, m), m))
-        per_px = self.model.spec.activation_elems_per_pixel(**self.model.kwargs) * self.dtype.itemsize
-        share = 0.6 if self.device.type == "cuda" else 0.25
-        # On CPU, big tiles buy nothing once the convs are large enough: cap them.
-        cap = 2048 if self.device.type == "cuda" else 512
-        return auto_tile(height, width, pad=self.pad, bytes_per_input_pixel=per_px * self.tiles.batch,
-                         budget_bytes=int(available_memory(self.device) * share), multiple=m, max_tile=cap)
+        mem = self.memory_tile(height, width)
+        if mem >= whole or self.device.type != "cpu":
+            return mem
+        if self.speed is None and not tilespeed.measuring_enabled():
+            return min(mem, round_up(tilespeed.DEFAULT_TILE, m))
+        profile = self.speed_profile()  # an injected one wins
+        choice = None if profile is None else tilespeed.choose_tile(
+            profile, round_up(height, m), round_up(width, m), mem)
+        return mem if choice is None else choice
+
+    def speed_profile(self) -> tilespeed.SpeedProfile | None:
+        """This engine's measured speed per tile size (measured or read from the cache once, on
+        first need); assign ``engine.speed`` to inject one (tests, benchmarks)."""
+        if not self._speed_checked:
+            self._speed_checked = True
+            if self.speed is None:
+                self.speed = tilespeed.profile_for(self.runner, self.model, pad=self.pad,
+                                                   multiple=self.model.size_multiple,
+                                                   max_tile=self.memory_tile(1 << 20, 1 << 20))
+        return self.speed
 
     # ---- model passes --------------------------------------------------------------
     def _one_pass(self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None) -> torch.Tensor:
@@ -191,14 +227,18 @@ class UpscaleEngine:
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         s = self.model.scale
         tile = self.tile_for(h, w)
-        if n > 1 and tile >= round_up(max(h, w), m):
-            y = self.runner.run(x)
-        else:
-            y = torch.stack([self._run_tiles(xi, tile, on_tile) for xi in x])
+        with timing.stage("model"):
+            if n > 1 and tile >= round_up(max(h, w), m):
+                y = self.runner.run(x)
+            else:
+                # one image: no stack (a copy of the whole output: 0.4 GB at 8K)
+                y = (self._run_tiles(x[0], tile, on_tile)[None] if n == 1
+                     else torch.stack([self._run_tiles(xi, tile, on_tile) for xi in x]))
         y = y[:, :, : h * s, : w * s]
         if self.model.output_resize:
             size = (round(h * s * self.model.output_resize), round(w * s * self.model.output_resize))
-            y = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
+            with timing.stage("resize"):
+                y = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
         return y
 
     def _run_tiles(self, x: torch.Tensor, tile: int,
@@ -276,8 +316,11 @@ class UpscaleEngine:
             y = self._one_pass(y, on_tile)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         if tuple(y.shape[-2:]) != size:
-            y = resize(y, size)
-        return y.clamp(0.0, 1.0)
+            with timing.stage("resize"):
+                y = resize(y, size)
+        # y is ours (a model pass always ran): clamp in place, no second output-sized copy, unless
+        # it is a runner's inference-mode tensor (batched frames), which cannot change in place
+        return y.clamp(0.0, 1.0) if y.is_inference() else y.clamp_(0.0, 1.0)
 
     # ---- arrays --------------------------------------------------------------------
     def upscale_array(self, pixels: np.ndarray, target_scale: float | None = None,
@@ -309,7 +352,8 @@ class UpscaleEngine:
             if self.alpha == "model":
                 a_up = self.upscale_rgb(a.expand(3, -1, -1).contiguous(), target_scale).mean(0, keepdim=True)
             else:
-                a_up = resize(a, tuple(out.shape[1:]), antialias=False)
+                with timing.stage("resize"):
+                    a_up = resize(a, tuple(out.shape[1:]), antialias=False)
             out = torch.cat([out, a_up.clamp_(0.0, 1.0)], 0)
         result = out.permute(1, 2, 0).numpy()
         result = from_float(result, pixels.dtype)
