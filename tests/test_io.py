@@ -691,3 +691,16 @@ def test_bleed_colour_takes_the_nearest_colour() -> None:
     assert tuple(bled[2, 3]) == (65535, 0, 0) and tuple(bled[2, 5]) == (0, 0, 65535)
     none_visible = np.zeros((3, 3), np.uint8)
     np.testing.assert_array_equal(bleed_colour(rgb[:3, :3], none_visible), rgb[:3, :3])
+
+
+def test_sample_photo_ships_in_the_package_and_crops_wrap() -> None:
+    """Probes and INT8 calibration need the photo in an installed wheel too (package data)."""
+    from superres.io.sample import SAMPLE_PATH, sample_crop, sample_rgb
+
+    assert SAMPLE_PATH.is_file() and "superres" in SAMPLE_PATH.parts
+    rgb = sample_rgb()
+    h, w = rgb.shape[:2]
+    crop = sample_crop(h + 5, 7, top=1, left=w - 3)
+    assert crop.shape == (3, h + 5, 7) and crop.dtype == np.float32
+    assert np.array_equal(crop[:, 0, 0], rgb[1, w - 3] / np.float32(255))
+    assert np.array_equal(crop[:, h - 1, 3], rgb[0, 0] / np.float32(255))  # wrapped both ways

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from superres.engine.protocol import Engine
+from superres.io.sample import sample_crop
 from superres.zoo import catalogue
 
 
@@ -72,17 +73,8 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def test_image(size: int) -> np.ndarray:
-    """A square RGB crop (tiled if needed) of the bundled sample photo, as CHW float in [0, 1]."""
-    import cv2
-
-    sample = Path(__file__).resolve().parents[2] / "examples" / "chelsea.png"
-    rgb = cv2.cvtColor(cv2.imread(str(sample)), cv2.COLOR_BGR2RGB) if sample.is_file() else None
-    if rgb is None:  # installed without the examples: a deterministic texture instead
-        yy, xx = np.mgrid[0:size, 0:size]
-        rgb = (127 + 120 * np.sin(np.stack([xx / 7, yy / 5, (xx + yy) / 11], -1))).astype(np.uint8)
-    reps = (size // rgb.shape[0] + 1, size // rgb.shape[1] + 1, 1)
-    rgb = np.tile(rgb, reps)[:size, :size]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / 255
+    """A square crop of the bundled sample photo (repeated past its edge), as CHW float in [0, 1]."""
+    return sample_crop(size, size)
 
 
 def run_config(

@@ -36,6 +36,7 @@ from superres.export.metadata import (
     sniff_format,
 )
 from superres.io.atomic import atomic_path, fsync_dir, temp_name
+from superres.io.sample import sample_crop, sample_rgb
 from superres.zoo.loader import LoadedModel
 
 __all__ = ["FORMATS", "PRECISIONS", "SUFFIXES", "TOLERANCES", "ExportCheck", "ExportCheckError",
@@ -51,7 +52,6 @@ RUNTIMES = {"onnx": "onnxruntime", "torchscript": "torch.jit", "openvino": "open
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
 PROBE = (48, 80)  # not the export example's 64x64: the check also proves the shapes are dynamic
 INT8_PROBE = (96, 96)  # bottom right: outside the left 2/3 the INT8 calibration crops come from
-_SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "chelsea.png"
 
 
 class ExportError(ValueError):
@@ -235,22 +235,13 @@ def probe_image(model: LoadedModel, size: tuple[int, int] = PROBE, *, corner: bo
 
     Real content, not noise: noise is far outside what these networks were trained on and makes
     some of them (SPAN, Real-CUGAN pro) output values in the hundreds, where float32 rounding
-    alone moves the output by 0.07 (docs/export.md). Without the examples folder (an installed
-    wheel), a deterministic texture.
+    alone moves the output by 0.07 (docs/export.md).
     """
-    import cv2
-
     m = model.size_multiple
     h, w = (max(m, s - s % m) for s in size)
-    bgr = cv2.imread(str(_SAMPLE), cv2.IMREAD_COLOR) if _SAMPLE.is_file() else None
-    if bgr is not None and bgr.shape[0] >= h + 40 and bgr.shape[1] >= w + 100:
-        y, x = (bgr.shape[0] - h, bgr.shape[1] - w) if corner else (40, 100)
-        rgb = bgr[y : y + h, x : x + w, ::-1]
-    else:
-        yy, xx = np.mgrid[0:h, 0:w]
-        rgb = (127 + 120 * np.sin(np.stack([xx / 7, yy / 5, (xx + yy) / 11], -1))).astype(np.uint8)
-    arr = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255
-    return torch.from_numpy(arr)[None]
+    height, width = sample_rgb().shape[:2]
+    top, left = (max(0, height - h), max(0, width - w)) if corner else (40, 100)
+    return torch.from_numpy(sample_crop(h, w, top=top, left=left))[None]
 
 
 def _file_runner(path: Path, fmt: str) -> tuple[Callable[[np.ndarray], np.ndarray], list[str]]:

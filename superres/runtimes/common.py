@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import torch
+
+from superres.io.sample import sample_crop, sample_rgb
 
 # backend -> (module to import, extra that installs it)
 EXTRAS = {"openvino": ("openvino", "openvino"), "onnxruntime": ("onnxruntime", "onnx"),
@@ -59,21 +60,10 @@ def as_numpy(x: torch.Tensor) -> np.ndarray:
 
 
 def probe_image(side: int) -> torch.Tensor:
-    """A fixed (1,3,side,side) crop of the bundled photo in [0, 1] (a texture when not installed).
+    """A fixed (1,3,side,side) crop of the bundled photo in [0, 1], from its centre where it fits.
 
     Real image content, not noise: backends are compared on what they will run.
     """
-    import cv2
-
-    sample = Path(__file__).resolve().parents[2] / "examples" / "chelsea.png"
-    bgr = cv2.imread(str(sample)) if sample.is_file() else None
-    if bgr is None:
-        yy, xx = np.mgrid[0:side, 0:side]
-        rgb = (127 + 120 * np.sin(np.stack([xx / 7, yy / 5, (xx + yy) / 11], -1))).astype(np.uint8)
-    else:
-        rgb = bgr[:, :, ::-1]
-        reps = (side // rgb.shape[0] + 1, side // rgb.shape[1] + 1, 1)
-        top, left = max(0, (rgb.shape[0] - side) // 2), max(0, (rgb.shape[1] - side) // 2)
-        rgb = np.tile(rgb[top:, left:], reps)[:side, :side]
-    chw = np.ascontiguousarray(rgb[:side, :side].transpose(2, 0, 1)).astype(np.float32) / 255
+    height, width = sample_rgb().shape[:2]
+    chw = sample_crop(side, side, top=max(0, (height - side) // 2), left=max(0, (width - side) // 2))
     return torch.from_numpy(chw)[None]
