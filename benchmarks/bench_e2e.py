@@ -5,7 +5,7 @@ model-only time for the same pixels. Three measurements on one engine, same tile
 
 - ``e2e``: ``superres.batch.upscale_files`` (what the CLI runs): PNG in, PNG out, overlapped;
 - ``model``: the same runner on the same tiles of the same image, no I/O (``tiled_forward``);
-- ``ncnn``: the ncnn runtime (``superres.evaluation.bench.NcnnRunner``, the carrier's own .param/.bin)
+- ``ncnn``: the ncnn runtime (``superres.runtimes.ncnn.NcnnRunner``, the carrier's own .param/.bin)
   running the same tiling, through a small Runner adapter, taking turns with the same torch runner
   tile by tile (so their ratio holds on a machine whose load changes).
 
@@ -40,30 +40,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from superres import batch  # noqa: E402
+from superres.engine.runners import Runner  # noqa: E402
 from superres.engine.tiling import tiled_forward  # noqa: E402
 from superres.engine.upscaler import TileSettings, UpscaleEngine  # noqa: E402
 from superres.zoo.loader import load_model  # noqa: E402
 
 
-class NcnnTiles:
-    """The ncnn runtime as an engine Runner: (N,3,h,w) float32 in, (N,3,h*s,w*s) out."""
+def ncnn_tiles(model: str, threads: int) -> Runner:
+    """The ncnn runtime on the model's own .param/.bin as an engine Runner (fp32, CPU)."""
+    from superres.runtimes.ncnn import NcnnRunner
 
-    def __init__(self, model: str, threads: int) -> None:
-        from superres.evaluation.bench import NcnnRunner
-
-        self.net = NcnnRunner(model, threads)
-        self.name = "ncnn"
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32
-
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.from_numpy(np.ascontiguousarray(self.net(xi.numpy()))) for xi in x])
+    return NcnnRunner.for_model(load_model(model), device="cpu", threads=threads)
 
 
 def paired_tiles(runners: dict[str, object], x: torch.Tensor, *, tile: int, pad: int,
@@ -135,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ncnn = None
     if not args.no_ncnn:
         try:
-            ncnn = NcnnTiles(args.model, args.threads)
+            ncnn = ncnn_tiles(args.model, args.threads)
         except Exception as exc:  # not installed, or no carrier files for this model
             print(f"  ncnn skipped: {type(exc).__name__}: {exc}")
 

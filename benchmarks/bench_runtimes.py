@@ -4,7 +4,7 @@ Issue 18, item 6. For each model and input side, every runner that can be built 
 (1,3,side,side) crop of ``examples/chelsea.png``: PyTorch, OpenVINO fp32, ONNX Runtime fp32,
 OpenVINO INT8 (the accuracy-aware IR of ``superres.export.int8.int8_model_path``), the ncnn runner of
 ``superres.runtimes`` and, as the reference, the ncnn runtime itself on the carrier's own
-``.param/.bin`` (``superres.evaluation.bench.NcnnRunner``, fp32 options). After one warm-up call
+``.param/.bin`` (``superres.runtimes.ncnn.NcnnRunner``, fp32 options). After one warm-up call
 each, the runners are timed in interleaved rounds (one call each per round, so a burst of load
 hits all of them alike); reported per runner: the median time, the median of the per-round
 ratios to the ncnn reference (lower is faster), GFLOP/s (the catalogue's MFLOP per input pixel)
@@ -40,7 +40,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from superres.evaluation.bench import NcnnRunner, test_image  # noqa: E402
+from superres.evaluation.bench import test_image  # noqa: E402
+from superres.runtimes.ncnn import NcnnRunner  # noqa: E402
 from superres.zoo.loader import LoadedModel, load_model  # noqa: E402
 
 Run = Callable[[torch.Tensor], torch.Tensor]
@@ -111,8 +112,8 @@ def _int8(model: LoadedModel, threads: int) -> Run:
 
 
 def _ncnn_reference(model: LoadedModel, threads: int) -> Run:
-    net = NcnnRunner(model.name, threads)
-    return lambda x: torch.stack([torch.from_numpy(np.ascontiguousarray(net(xi.numpy()))) for xi in x])
+    net = NcnnRunner.for_model(model, device="cpu", threads=threads)
+    return net.run
 
 
 def runners(model: LoadedModel, threads: int, only: set[str] | None) -> dict[str, Run]:
