@@ -1,0 +1,405 @@
+"""INT8 with a quality guarantee: OpenVINO + NNCF post-training quantisation, accuracy-aware.
+
+A plain post-training quantisation of a super-resolution network can be visibly off (34 dB from
+the fp32 output for RRDB x4plus), because a few layers carry most of the error. So quantisation
+here is judged, not trusted: the INT8 output is compared with the fp32 output on held-out images
+(never used for calibration) and, while the PSNR is under the budget (45 dB by default), the
+convolutions where the error grows most are put back in fp32, a few at a time, and the model is
+quantised again. The layers kept in fp32 and the PSNR achieved are stored in the IR (rt_info)
+and come back with :func:`read_int8_report`. Quantised models are built at first use and cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from superres.export.calibration import CalibrationSet, calibration_set
+from superres.export.convert import to_openvino
+from superres.io.atomic import atomic_path
+from superres.zoo.cache import cache_dir, tensors_sha256
+from superres.zoo.loader import LoadedModel
+
+# Bump when the algorithm could give a different IR for the same model, budget and images.
+ALGORITHM_VERSION = "1"
+MISSING = "INT8 quantisation needs OpenVINO and NNCF: pip install 'superres[openvino]'"
+RT_KEY = "superres_int8"
+MAX_ROUNDS = 12  # quantise-and-measure rounds before giving up on the budget
+LOW_BITS = ("i8", "u8", "i4", "u4")
+PSNR_CAP = 100.0  # identical outputs
+
+log = logging.getLogger(__name__)
+_builds = 0  # models quantised by this process (int8_model_path's cache misses), for tests
+
+
+class Int8UnavailableError(RuntimeError):
+    """OpenVINO or NNCF is not installed; the message names the extra to install."""
+
+
+@dataclass
+class Int8Report:
+    """What the quantisation achieved: PSNR of the INT8 output vs fp32 on held-out images."""
+
+    psnr_db: float  # the worst held-out image's
+    budget_db: float
+    fp32_layers: list[str] = field(default_factory=list)
+    int8_layers: int = 0
+    calib_images: int = 0
+    seconds: float = 0.0
+    model: str = ""
+    held_images: int = 0
+    plain_psnr_db: float = 0.0  # every layer INT8, before any was put back in fp32
+    rounds: int = 0
+    calib: str = ""
+    versions: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.psnr_db >= self.budget_db
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Int8Report:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _require() -> tuple[Any, Any]:
+    """``(openvino, nncf)``, or Int8UnavailableError naming the extra."""
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise Int8UnavailableError(f"{MISSING} ({exc})") from exc
+    return ov, nncf
+
+
+def versions() -> str:
+    ov, nncf = _require()
+    return f"openvino {ov.get_version()}; nncf {nncf.__version__}; superres-int8 {ALGORITHM_VERSION}"
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two outputs clipped to [0, 1] (what an image file would hold)."""
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else 10 * math.log10(1 / mse)
+
+
+def held_psnr(compiled: Any, held: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """The worst PSNR over the held-out images, vs their fp32 outputs: the budget holds on each."""
+    return min(psnr(np.asarray(compiled(x)[0]), r) for x, r in zip(held, reference, strict=True))
+
+
+def compile_cpu(ovm: Any, *, threads: int | None = None, f32: bool = False) -> Any:
+    """The model compiled for the CPU (latency hint); ``f32`` forbids bf16/f16 inference."""
+    ov, _ = _require()
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if f32:
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return ov.Core().compile_model(ovm, "CPU", config)
+
+
+def conv_names(ovm: Any) -> list[str]:
+    """Friendly names of the convolutions, in topological order."""
+    kinds = {"Convolution", "GroupConvolution", "ConvolutionBackpropData"}
+    return [op.get_friendly_name() for op in ovm.get_ordered_ops() if op.get_type_name() in kinds]
+
+
+def _conv_inputs(ovm: Any) -> dict[str, set[str]]:
+    """For each convolution, the convolutions whose outputs reach its input through non-conv ops."""
+    kinds = {"Convolution", "GroupConvolution", "ConvolutionBackpropData"}
+    result: dict[str, set[str]] = {}
+    for op in ovm.get_ordered_ops():
+        if op.get_type_name() not in kinds:
+            continue
+        found: set[str] = set()
+        seen: set[str] = set()
+        stack = [op.input(0).get_source_output().get_node()]
+        while stack:
+            node = stack.pop()
+            name = node.get_friendly_name()
+            if name in seen:
+                continue
+            seen.add(name)
+            if node.get_type_name() in kinds:
+                found.add(name)
+                continue
+            stack += [i.get_source_output().get_node() for i in node.inputs()
+                      if i.get_source_output().get_node().get_type_name() != "Constant"]
+        result[op.get_friendly_name()] = found
+    return result
+
+
+def _with_conv_outputs(ovm: Any, names: list[str]) -> Any:
+    """A copy of ``ovm`` that also returns the named convolutions' outputs, in that order."""
+    m = ovm.clone()
+    by_name = {op.get_friendly_name(): op for op in m.get_ordered_ops()}
+    m.add_outputs([by_name[n].output(0) for n in names])
+    return m
+
+
+def sensitivity(fp32: Any, quantised: Any, held: list[np.ndarray]) -> dict[str, float]:
+    """How much relative error each convolution adds over its inputs' error (INT8 vs fp32).
+
+    One pass over the held images with every convolution's output exposed: the error at a
+    convolution's output minus the largest error among the convolutions feeding it is the error
+    quantising that layer (its weights and its input activations) introduced.
+    """
+    present = {op.get_friendly_name() for op in quantised.get_ordered_ops()}
+    names = [n for n in conv_names(fp32) if n in present]
+    err = np.zeros(len(names))
+    power = np.zeros(len(names))
+    cf = compile_cpu(_with_conv_outputs(fp32, names), f32=True)
+    cq = compile_cpu(_with_conv_outputs(quantised, names))
+    first = len(fp32.outputs)
+    for x in held:
+        rf, rq = cf(x), cq(x)
+        for i in range(len(names)):
+            a, b = np.asarray(rf[first + i]), np.asarray(rq[first + i])
+            err[i] += float(np.mean((b - a) ** 2))
+            power[i] += float(np.mean(a**2))
+    rel = {n: float(e / p) if p > 0 else 0.0 for n, e, p in zip(names, err, power, strict=True)}
+    feeds = _conv_inputs(fp32)
+    return {n: rel[n] - max((rel.get(p, 0.0) for p in feeds.get(n, ())), default=0.0) for n in names}
+
+
+def _int8_convs(q: Any) -> int:
+    """Convolutions whose weights are stored in 8 bits (NNCF compressed or fake-quantised)."""
+    count = 0
+    for name in conv_names(q):
+        op = next(o for o in q.get_ordered_ops() if o.get_friendly_name() == name)
+        node, depth = op.input(1).get_source_output().get_node(), 0
+        while depth < 5:
+            kind = node.get_type_name()
+            low_bits = kind == "Constant" and node.get_element_type().get_type_name() in LOW_BITS
+            if kind == "FakeQuantize" or low_bits:
+                count += 1
+                break
+            if node.get_input_size() == 0:
+                break
+            node, depth = node.input(0).get_source_output().get_node(), depth + 1
+    return count
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """NNCF's progress bars and info lines off: quantising is one step of a bigger command."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _quantise(ovm: Any, calib: list[np.ndarray]) -> Any:
+    """One NNCF post-training quantisation of every convolution.
+
+    Mixed preset (asymmetric activations: LeakyReLU/PReLU outputs are far from symmetric) and
+    per-channel weights; full bias correction, which is cheap at these model sizes.
+    """
+    _, nncf = _require()
+    kwargs: dict[str, Any] = {"preset": nncf.QuantizationPreset.MIXED, "subset_size": len(calib),
+                              "fast_bias_correction": True}
+    with _quiet():
+        return nncf.quantize(ovm, nncf.Dataset(calib), **kwargs)
+
+
+def _consumers(node: Any) -> list[Any]:
+    return [t.get_node() for out in node.outputs() for t in out.get_target_inputs()]
+
+
+def revert(fp32: Any, quantised: Any, names: list[str]) -> Any:
+    """A copy of ``quantised`` with the named convolutions back in fp32, without recalibrating.
+
+    Each one gets its fp32 weights and bias back (bias correction tuned them for INT8 weights)
+    and its input skips its FakeQuantize; the rest of the model keeps its calibration.
+    """
+    _require()
+    from openvino import opset13 as ops
+
+    q = quantised.clone()
+    by_q = {op.get_friendly_name(): op for op in q.get_ordered_ops()}
+    by_f = {op.get_friendly_name(): op for op in fp32.get_ordered_ops()}
+    for name in names:
+        conv, orig = by_q.get(name), by_f.get(name)
+        if conv is None or orig is None:
+            continue
+        src = conv.input(0).get_source_output()
+        if src.get_node().get_type_name() == "FakeQuantize":
+            conv.input(0).replace_source_output(src.get_node().input(0).get_source_output())
+        weights = orig.input(1).get_source_output().get_node()
+        conv.input(1).replace_source_output(ops.constant(_constant_value(weights)).output(0))
+        for add in _consumers(conv):
+            twin = by_f.get(add.get_friendly_name())
+            if add.get_type_name() != "Add" or twin is None:
+                continue
+            for i in range(add.get_input_size()):
+                bias = twin.input(i).get_source_output().get_node()
+                if bias.get_type_name() == "Constant":
+                    add.input(i).replace_source_output(ops.constant(_constant_value(bias)).output(0))
+    q.validate_nodes_and_infer_types()
+    return q
+
+
+def _constant_value(node: Any) -> np.ndarray:
+    """The float32 value behind a Constant, or behind a Convert of a (f16) Constant."""
+    while node.get_type_name() == "Convert":
+        node = node.input(0).get_source_output().get_node()
+    return np.asarray(node.get_data(), dtype=np.float32).copy()
+
+
+def quantize(model: LoadedModel, *, budget_db: float = 45.0, calib: Path | None = None,
+             max_calib: int = 64) -> tuple[Any, Int8Report]:
+    """``model`` quantised to INT8 with its output within ``budget_db`` PSNR of fp32 on held images.
+
+    Layers go back to fp32 in the order of the error they add (see :func:`sensitivity`), in
+    growing steps (1, 2, 4, ...), then the smallest passing count is narrowed down, so that as
+    few layers as needed lose their INT8 speed. If even the last round misses the budget, the
+    best model found comes back with a report saying so (``report.met`` is False) and a warning.
+    """
+    _require()
+    t0 = time.perf_counter()
+    cs: CalibrationSet = calibration_set(calib, multiple=model.size_multiple, max_calib=max_calib)
+    ovm = to_openvino(model)
+    reference = [np.asarray(compile_cpu(ovm, f32=True)(x)[0]) for x in cs.held]
+    base = _quantise(ovm, cs.calib)
+    plain = held_psnr(compile_cpu(base), cs.held, reference)
+    log.info("%s: every layer INT8: %.2f dB from fp32 (budget %g)", model.name, plain, budget_db)
+    best: tuple[Any, float, list[str]] = (base, plain, [])
+    rounds = 1
+    if plain < budget_db:
+        ranked = sorted((s, n) for n, s in sensitivity(ovm, base, cs.held).items())
+        order = [n for _, n in reversed(ranked)]
+        failed, passed = 0, None
+        size = 1
+        while rounds < MAX_ROUNDS:
+            q = revert(ovm, base, order[:size])
+            score = held_psnr(compile_cpu(q), cs.held, reference)
+            rounds += 1
+            log.info("%s: %d layers fp32: %.2f dB", model.name, size, score)
+            if score >= budget_db:
+                passed = size
+                if best[1] < budget_db or size < len(best[2]):
+                    best = (q, score, order[:size])
+            else:
+                failed = size
+                if score > best[1] and best[1] < budget_db:
+                    best = (q, score, order[:size])
+            if passed is None:
+                if size >= len(order):
+                    break
+                size = min(len(order), 2 * size)
+            else:
+                if passed - failed <= max(1, passed // 8):
+                    break
+                size = (failed + passed) // 2
+    q, score, kept = best
+    report = Int8Report(
+        psnr_db=round(score, 3), budget_db=budget_db, fp32_layers=list(kept), int8_layers=_int8_convs(q),
+        calib_images=len(cs.calib), seconds=round(time.perf_counter() - t0, 2), model=model.name,
+        held_images=len(cs.held), plain_psnr_db=round(plain, 3), rounds=rounds, calib=cs.identity,
+        versions=versions())
+    if not report.met:
+        warnings.warn(f"{model.name}: INT8 reaches {score:.2f} dB from the fp32 output, under the "
+                      f"{budget_db:g} dB budget, after {rounds} rounds", stacklevel=2)
+    q.set_rt_info(report.to_json(), [RT_KEY])
+    return q, report
+
+
+def read_int8_report(xml_path: Path) -> Int8Report:
+    """The report stored in an INT8 IR's rt_info by :func:`quantize`."""
+    ov, _ = _require()
+    ovm = ov.Core().read_model(str(xml_path))
+    if not ovm.has_rt_info([RT_KEY]):
+        raise ValueError(f"{xml_path}: no superres INT8 report in this IR")
+    return Int8Report.from_json(ovm.get_rt_info([RT_KEY]).astype(str))
+
+
+def build_count() -> int:
+    """How many INT8 models :func:`int8_model_path` has built in this process (cache misses)."""
+    return _builds
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_key(model: LoadedModel, *, budget_db: float, calib: Path | None, max_calib: int) -> str:
+    """Weights, budget, calibration images and versions: anything that changes the INT8 IR."""
+    identity = calibration_set(calib, multiple=model.size_multiple, max_calib=max_calib).identity
+    parts = [tensors_sha256(model.module.state_dict()), model.name, str(model.luma_only),
+             f"{budget_db:.4f}", identity, versions()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def _valid(xml: Path, meta: Path) -> bool:
+    """The cached IR is whole: both files present and matching the hashes written after them."""
+    try:
+        stored = json.loads(meta.read_text())
+        return (stored.get("xml_sha256") == _sha(xml) and stored.get("versions") == versions()
+                and stored.get("bin_sha256") == _sha(xml.with_suffix(".bin")))
+    except (OSError, ValueError):
+        return False
+
+
+def int8_model_path(model: LoadedModel, *, budget_db: float = 45.0, calib: Path | None = None,
+                    max_calib: int = 64) -> Path:
+    """The cached INT8 IR (.xml) for ``model``, quantised at first use; a corrupt entry is rebuilt.
+
+    The .bin and .xml are written atomically, then a small .json with their hashes; an entry
+    whose files do not match it (truncated, bit-flipped, half-written) is built again.
+    """
+    global _builds
+    ov, _ = _require()
+    key = cache_key(model, budget_db=budget_db, calib=calib, max_calib=max_calib)
+    folder = cache_dir() / "int8"
+    xml = folder / f"{model.name}-{key}.xml"
+    meta = xml.with_suffix(".json")
+    if xml.is_file() and meta.is_file() and _valid(xml, meta):
+        return xml
+    if meta.exists():
+        warnings.warn(f"{xml}: INT8 cache entry is corrupt or stale; rebuilding it", stacklevel=2)
+    q, report = quantize(model, budget_db=budget_db, calib=calib, max_calib=max_calib)
+    _builds += 1
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(xml) as tmp_xml:
+        staged = tmp_xml.with_name(tmp_xml.name + ".ir.xml")
+        try:
+            ov.save_model(q, str(staged), compress_to_fp16=False)
+            with atomic_path(xml.with_suffix(".bin")) as tmp_bin:
+                os.replace(staged.with_suffix(".bin"), tmp_bin)
+            os.replace(staged, tmp_xml)
+        finally:
+            for leftover in (staged, staged.with_suffix(".bin")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+    digest = {"xml_sha256": _sha(xml), "bin_sha256": _sha(xml.with_suffix(".bin")), "versions": versions(),
+              "psnr_db": report.psnr_db}
+    with atomic_path(meta) as tmp_meta:
+        tmp_meta.write_text(json.dumps(digest, sort_keys=True))
+    return xml
