@@ -108,7 +108,7 @@ def test_report_round_trip() -> None:
 def test_missing_backend_names_the_extra(tmp_path: Path) -> None:
     for name in ("openvino", "nncf"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('No module named {name!r}')\n")
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('No module named {name}')\n")
     code = textwrap.dedent("""
         from superres.export.int8 import Int8UnavailableError, quantize
         from superres.zoo.loader import load_model
