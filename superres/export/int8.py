@@ -37,6 +37,7 @@ ALGORITHM_VERSION = "1"
 MISSING = "INT8 quantisation needs OpenVINO and NNCF: pip install 'superres[openvino]'"
 RT_KEY = "superres_int8"
 MAX_ROUNDS = 12  # quantise-and-measure rounds before giving up on the budget
+LEAVE_ONE_OUT = 48  # up to this many activation quantisers, rank each by its measured effect
 CONV_KINDS = frozenset({"Convolution", "GroupConvolution", "ConvolutionBackpropData"})
 LOW_BITS = ("i8", "u8", "i4", "u4")
 PSNR_CAP = 100.0  # identical outputs
@@ -122,62 +123,38 @@ def conv_names(ovm: Any) -> list[str]:
     return [op.get_friendly_name() for op in ovm.get_ordered_ops() if op.get_type_name() in CONV_KINDS]
 
 
-def _conv_inputs(ovm: Any) -> dict[str, set[str]]:
-    """For each convolution, the convolutions whose outputs reach its input through non-conv ops."""
-    kinds = CONV_KINDS
-    result: dict[str, set[str]] = {}
-    for op in ovm.get_ordered_ops():
-        if op.get_type_name() not in kinds:
-            continue
-        found: set[str] = set()
-        seen: set[str] = set()
-        stack = [op.input(0).get_source_output().get_node()]
-        while stack:
-            node = stack.pop()
-            name = node.get_friendly_name()
-            if name in seen:
-                continue
-            seen.add(name)
-            if node.get_type_name() in kinds:
-                found.add(name)
-                continue
-            stack += [i.get_source_output().get_node() for i in node.inputs()
-                      if i.get_source_output().get_node().get_type_name() != "Constant"]
-        result[op.get_friendly_name()] = found
-    return result
+def activation_quantizers(q: Any) -> list[str]:
+    """Friendly names of the FakeQuantize nodes on activations (not on weights), in order."""
+    return [op.get_friendly_name() for op in q.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+            and op.input(0).get_source_output().get_node().get_type_name() != "Constant"]
 
 
-def _with_conv_outputs(ovm: Any, names: list[str]) -> Any:
-    """A copy of ``ovm`` that also returns the named convolutions' outputs, in that order."""
-    m = ovm.clone()
-    by_name = {op.get_friendly_name(): op for op in m.get_ordered_ops()}
-    m.add_outputs([by_name[n].output(0) for n in names])
-    return m
+def sensitivity(quantised: Any, held: list[np.ndarray]) -> dict[str, float]:
+    """The relative noise each activation quantiser adds: |FQ(x) - x|^2 / |x|^2 on the held images.
 
-
-def sensitivity(fp32: Any, quantised: Any, held: list[np.ndarray]) -> dict[str, float]:
-    """How much relative error each convolution adds over its inputs' error (INT8 vs fp32).
-
-    One pass over the held images with every convolution's output exposed: the error at a
-    convolution's output minus the largest error among the convolutions feeding it is the error
-    quantising that layer (its weights and its input activations) introduced.
+    One pass with every quantiser's input and output exposed. A quantiser whose range had to
+    stretch over rare outliers (or a signal that is mostly tiny values) rounds most values
+    coarsely: its noise relative to its signal is high, and it is the first to go back to fp32.
     """
-    present = {op.get_friendly_name() for op in quantised.get_ordered_ops()}
-    names = [n for n in conv_names(fp32) if n in present]
-    err = np.zeros(len(names))
+    names = activation_quantizers(quantised)
+    m = quantised.clone()
+    by_name = {op.get_friendly_name(): op for op in m.get_ordered_ops()}
+    ports = []
+    for n in names:
+        fq = by_name[n]
+        ports += [fq.input(0).get_source_output(), fq.output(0)]
+    m.add_outputs(ports)
+    compiled = compile_cpu(m)
+    first = len(quantised.outputs)
+    noise = np.zeros(len(names))
     power = np.zeros(len(names))
-    cf = compile_cpu(_with_conv_outputs(fp32, names), f32=True)
-    cq = compile_cpu(_with_conv_outputs(quantised, names))
-    first = len(fp32.outputs)
     for x in held:
-        rf, rq = cf(x), cq(x)
+        r = compiled(x)
         for i in range(len(names)):
-            a, b = np.asarray(rf[first + i]), np.asarray(rq[first + i])
-            err[i] += float(np.mean((b - a) ** 2))
+            a, b = np.asarray(r[first + 2 * i]), np.asarray(r[first + 2 * i + 1])
+            noise[i] += float(np.mean((b - a) ** 2))
             power[i] += float(np.mean(a**2))
-    rel = {n: float(e / p) if p > 0 else 0.0 for n, e, p in zip(names, err, power, strict=True)}
-    feeds = _conv_inputs(fp32)
-    return {n: rel[n] - max((rel.get(p, 0.0) for p in feeds.get(n, ())), default=0.0) for n in names}
+    return {n: float(e / p) if p > 0 else 0.0 for n, e, p in zip(names, noise, power, strict=True)}
 
 
 def _int8_convs(q: Any) -> int:
@@ -225,12 +202,38 @@ def _quantise(ovm: Any, calib: list[np.ndarray]) -> Any:
         return nncf.quantize(ovm, nncf.Dataset(calib), **kwargs)
 
 
+# Ops that pass quantised values through unchanged: a FakeQuantize before them is really the
+# quantiser of the convolution after them (NNCF moves it up, e.g. before a nearest resize or a concat).
+TRANSPARENT = frozenset({"Concat", "Interpolate", "Reshape", "Transpose", "DepthToSpace", "Split",
+                         "VariadicSplit", "StridedSlice", "Slice", "MaxPool", "Squeeze", "Unsqueeze"})
+
+
+def _feeds_conv(target: Any) -> bool:
+    """Whether a value read by ``target`` (an op input) reaches a convolution's data input unchanged."""
+    stack, seen = [target], set()
+    while stack:
+        t = stack.pop()
+        node = t.get_node()
+        kind = node.get_type_name()
+        if kind in CONV_KINDS:
+            if t.get_index() == 0:
+                return True
+            continue
+        if kind not in TRANSPARENT or node.get_friendly_name() in seen:
+            continue
+        seen.add(node.get_friendly_name())
+        stack += [c for out in node.outputs() for c in out.get_target_inputs()]
+    return False
+
+
 def convs_only(quantised: Any) -> Any:
     """``quantised`` with INT8 activations only where a convolution reads them.
 
-    NNCF also quantises the inputs of resizes, pixel shuffles and residual/skip additions; those
-    cost quality (an 8-bit copy of the input image or of the output before the pixel shuffle)
-    and buy little speed, as such ops are memory-bound. Each of those edges gets the fp32 value.
+    NNCF also quantises the inputs of residual/skip additions, of the pixel shuffle after the last
+    convolution and of the input image's resize; those cost quality (an 8-bit copy of the output
+    before the pixel shuffle) and buy little speed, as such ops are memory-bound. Each of those
+    edges gets the fp32 value; a quantiser that reaches a convolution through a resize or a
+    concat stays.
     """
     q = quantised.clone()
     for fq in q.get_ordered_ops():
@@ -238,7 +241,7 @@ def convs_only(quantised: Any) -> Any:
             continue
         source = fq.input(0).get_source_output()
         for target in list(fq.output(0).get_target_inputs()):
-            if target.get_node().get_type_name() not in CONV_KINDS:
+            if not _feeds_conv(target):
                 target.replace_source_output(source)
     q.validate_nodes_and_infer_types()
     return q
@@ -248,11 +251,30 @@ def _consumers(node: Any) -> list[Any]:
     return [t.get_node() for out in node.outputs() for t in out.get_target_inputs()]
 
 
-def revert(fp32: Any, quantised: Any, names: list[str]) -> Any:
-    """A copy of ``quantised`` with the named convolutions back in fp32, without recalibrating.
+def _reads_quantised(conv: Any) -> bool:
+    """Whether all of a convolution's data input is INT8: from FakeQuantize nodes, directly or
+    through concats (every input quantised) and resizes; only then can it run in INT8."""
 
-    Each one gets its fp32 weights and bias back (bias correction tuned them for INT8 weights)
-    and its input skips its FakeQuantize; the rest of the model keeps its calibration.
+    def quantised(node: Any, depth: int) -> bool:
+        kind = node.get_type_name()
+        if kind == "FakeQuantize":
+            return True
+        if kind not in TRANSPARENT or depth > 16:
+            return False
+        sources = [i.get_source_output().get_node() for i in node.inputs()]
+        if kind != "Concat":
+            sources = sources[:1]  # the data input; the rest are shapes, axes, scales
+        return all(quantised(n, depth + 1) for n in sources)
+
+    return quantised(conv.input(0).get_source_output().get_node(), 0)
+
+
+def revert(fp32: Any, quantised: Any, quantizers: list[str]) -> tuple[Any, list[str]]:
+    """A copy of ``quantised`` with the named activation quantisers removed, and the convolutions
+    left without an INT8 input back to fp32 weights and bias; also returns those convolutions.
+
+    No recalibration: the rest of the model keeps its ranges. A convolution's weights and bias go
+    back to the fp32 originals (bias correction had tuned the bias for the INT8 weights).
     """
     _require()
     from openvino import opset13 as ops
@@ -260,13 +282,18 @@ def revert(fp32: Any, quantised: Any, names: list[str]) -> Any:
     q = quantised.clone()
     by_q = {op.get_friendly_name(): op for op in q.get_ordered_ops()}
     by_f = {op.get_friendly_name(): op for op in fp32.get_ordered_ops()}
-    for name in names:
-        conv, orig = by_q.get(name), by_f.get(name)
-        if conv is None or orig is None:
+    for name in quantizers:
+        fq = by_q.get(name)
+        if fq is not None and fq.get_type_name() == "FakeQuantize":
+            source = fq.input(0).get_source_output()
+            for target in list(fq.output(0).get_target_inputs()):
+                target.replace_source_output(source)
+    restored = []
+    for conv in [op for op in q.get_ordered_ops() if op.get_type_name() in CONV_KINDS]:
+        orig = by_f.get(conv.get_friendly_name())
+        if orig is None or _reads_quantised(conv):
             continue
-        src = conv.input(0).get_source_output()
-        if src.get_node().get_type_name() == "FakeQuantize":
-            conv.input(0).replace_source_output(src.get_node().input(0).get_source_output())
+        restored.append(conv.get_friendly_name())
         weights = orig.input(1).get_source_output().get_node()
         conv.input(1).replace_source_output(ops.constant(_constant_value(weights)).output(0))
         for add in _consumers(conv):
@@ -278,7 +305,7 @@ def revert(fp32: Any, quantised: Any, names: list[str]) -> Any:
                 if bias.get_type_name() == "Constant":
                     add.input(i).replace_source_output(ops.constant(_constant_value(bias)).output(0))
     q.validate_nodes_and_infer_types()
-    return q
+    return q, restored
 
 
 def _constant_value(node: Any) -> np.ndarray:
@@ -286,6 +313,24 @@ def _constant_value(node: Any) -> np.ndarray:
     while node.get_type_name() == "Convert":
         node = node.input(0).get_source_output().get_node()
     return np.asarray(node.get_data(), dtype=np.float32).copy()
+
+
+def ranking(fp32: Any, base: Any, held: list[np.ndarray], reference: list[np.ndarray]) -> list[str]:
+    """Activation quantisers, the one costing the most quality first.
+
+    A small model (up to ``LEAVE_ONE_OUT`` quantisers) is measured: each quantiser alone goes
+    back to fp32 and the held-out PSNR it gains ranks it. For a big one that costs too many
+    compilations, so the ends go first (the input of the first convolution and the last four
+    quantisers: the upsampler and the output convolution, whose error reaches the output
+    undamped), then the rest by the relative noise each adds (:func:`sensitivity`).
+    """
+    names = activation_quantizers(base)
+    if len(names) <= LEAVE_ONE_OUT:
+        gain = {n: held_psnr(compile_cpu(revert(fp32, base, [n])[0]), held, reference) for n in names}
+        return sorted(names, key=gain.__getitem__, reverse=True)
+    noise = sensitivity(base, held)
+    ends = [*reversed(names[-4:]), names[0]]
+    return ends + sorted((n for n in names if n not in ends), key=noise.__getitem__, reverse=True)
 
 
 def quantize(model: LoadedModel, *, budget_db: float = 45.0, calib: Path | None = None,
@@ -311,23 +356,23 @@ def quantize(model: LoadedModel, *, budget_db: float = 45.0, calib: Path | None 
     best: tuple[Any, float, list[str]] = (base, score, [])
     rounds = 2
     if score < budget_db:
-        ranked = sorted((s, n) for n, s in sensitivity(ovm, base, cs.held).items())
-        order = [n for _, n in reversed(ranked)]
+        order = ranking(ovm, base, cs.held, reference)
         failed, passed = 0, None
         size = 1
         while rounds < MAX_ROUNDS:
-            q = revert(ovm, base, order[:size])
+            q, fp32_convs = revert(ovm, base, order[:size])
             score = held_psnr(compile_cpu(q), cs.held, reference)
             rounds += 1
-            log.info("%s: %d layers fp32: %.2f dB", model.name, size, score)
+            log.info("%s: %d activation quantisers removed (%d convolutions fp32): %.2f dB",
+                     model.name, size, len(fp32_convs), score)
             if score >= budget_db:
                 passed = size
-                if best[1] < budget_db or size < len(best[2]):
-                    best = (q, score, order[:size])
+                if best[1] < budget_db or len(fp32_convs) <= len(best[2]):
+                    best = (q, score, fp32_convs)
             else:
                 failed = size
                 if score > best[1] and best[1] < budget_db:
-                    best = (q, score, order[:size])
+                    best = (q, score, fp32_convs)
             if passed is None:
                 if size >= len(order):
                     break
