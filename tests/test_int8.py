@@ -123,3 +123,25 @@ def test_missing_backend_names_the_extra(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "pip install 'superres[openvino]'" in run.stdout
+
+
+def test_calibration_folder_split_and_identity(tmp_path: Path) -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), rng.integers(0, 256, (120, 180, 3), dtype=np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    cs = calibration_set(tmp_path, multiple=4, max_calib=16)
+    assert cs.calib and cs.held and cs.identity.startswith("dir:")
+    assert all(x.shape[2] % 4 == 0 and x.shape[3] % 4 == 0 for x in cs.calib + cs.held)
+    cv2.imwrite(str(tmp_path / "img1.png"), rng.integers(0, 256, (120, 180, 3), dtype=np.uint8))
+    assert calibration_set(tmp_path, multiple=4, max_calib=16).identity != cs.identity
+    with pytest.raises(ValueError, match="no images"):
+        calibration_set(_empty(tmp_path))
+
+
+def _empty(tmp_path: Path) -> Path:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder
