@@ -90,6 +90,19 @@ def _nchw(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img.transpose(2, 0, 1))[None].astype(np.float32)
 
 
+def _variant(img: np.ndarray, k: int) -> np.ndarray:
+    """Crop ``k``'s photometric variant: one photo's crops alone leave the activation ranges too
+    narrow for saturated, high-contrast or dark images, whose values then clip in INT8."""
+    v = k % 4
+    if v == 1:
+        return 1.0 - img  # dark/bright swapped
+    if v == 2:
+        return np.clip((img - 0.5) * 2.5 + 0.5, 0.0, 1.0)  # high contrast, saturated
+    if v == 3:
+        return np.ascontiguousarray(img[:, :, ::-1] ** 0.5)  # other hues, lifted shadows
+    return img
+
+
 def split(img: np.ndarray, *, crop: int, held_side: int, multiple: int,
           max_calib: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Calibration crops from the left part of ``img``, held-out crops from the right part."""
@@ -100,15 +113,15 @@ def split(img: np.ndarray, *, crop: int, held_side: int, multiple: int,
     for scale in SCALES:
         for raw in _crops(_resize(left, scale), crop):
             if (c := _fit(raw, multiple)) is not None and len(calib) < max_calib:
-                calib.append(_nchw(c))
+                calib.append(_nchw(_variant(c, len(calib))))
     shrunk = (_resize(right, scale) for scale in HELD_SCALES)
     fitted = (_fit(raw, multiple) for img in shrunk for raw in _crops(img, held_side))
-    held = [_nchw(c) for c in fitted if c is not None]
+    held = [_nchw(v) for c in fitted if c is not None for v in (c, _variant(c, 2))]
     return calib, held
 
 
 def calibration_set(calib: Path | None = None, *, crop: int = 48, held_side: int = 96, multiple: int = 1,
-                    max_calib: int = 64, max_held: int = 4) -> CalibrationSet:
+                    max_calib: int = 64, max_held: int = 6) -> CalibrationSet:
     """The calibration and held-out crops of the bundled sample, or of the images in folder ``calib``."""
     if calib is None:
         images = [_read_rgb(SAMPLE) if SAMPLE.is_file() else _synthetic()]
@@ -131,5 +144,5 @@ def calibration_set(calib: Path | None = None, *, crop: int = 48, held_side: int
     if not cal or not held:
         raise ValueError("the calibration images are too small to give calibration and held-out crops")
     step = max(1, -(-len(held) // max_held))
-    identity += f":c{crop}h{held_side}m{multiple}n{max_calib}s{HELD_SCALES}"
+    identity += f":c{crop}h{held_side}m{multiple}n{max_calib}s{HELD_SCALES}v4"
     return CalibrationSet(calib=cal, held=held[::step][:max_held], identity=identity)
