@@ -165,7 +165,6 @@ def test_requests_that_cannot_be_met(compact: LoadedModel, tmp_path: Path) -> No
 
 
 def test_int8_export_meets_its_stored_budget(tmp_path: Path) -> None:
-    pytest.importorskip("superres.export.int8", reason="superres.export.int8 (helper H2) not merged yet")
     model = load_model(COMPACT)
     res = export_model(model, tmp_path / "q.xml", fmt="openvino", precision="int8", budget_db=40.0)
     md = read_metadata(res.path)

@@ -16,7 +16,8 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 from superres.export import int8
-from superres.export.calibration import GAP, SAMPLE, calibration_set
+from superres.export.calibration import GAP, calibration_set
+from superres.io.sample import sample_rgb
 from superres.zoo.loader import load_model
 
 MODEL = "realesr-animevideov3"
@@ -54,7 +55,7 @@ def _held_image() -> np.ndarray:
     """The sample's held-out part (never calibrated on), shrunk: not the crops quantize() measured."""
     import cv2
 
-    rgb = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    rgb = sample_rgb().astype(np.float32) / 255
     right = rgb[:, (2 * rgb.shape[1]) // 3 + GAP:]
     small = cv2.resize(right, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(small.transpose(2, 0, 1))[None]

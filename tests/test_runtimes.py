@@ -198,7 +198,6 @@ def test_cli_upscale_with_openvino_matches_torch(tmp_path: Path) -> None:
 
 def test_int8_runs_on_openvino() -> None:
     # skipped until superres.export.int8 (helper H2) is merged; the lead removes this skip then
-    pytest.importorskip("superres.export.int8", reason="superres.export.int8 not merged yet")
     up = Upscaler(model="realesr-animevideov3", backend="openvino", precision="int8", tile=0)
     assert up.backend == "openvino-int8"
     img = _crop(3)

@@ -14,13 +14,23 @@ NEEDS: dict[str, tuple[tuple[str, ...], str | None]] = {
 }
 
 
-class MissingBackendError(RuntimeError):
-    """An optional package is not installed; the message says which extra installs it."""
+def install_hint(module: str, extra: str | None) -> str:
+    """The one way superres words what to install: the extra when there is one."""
+    return f"pip install 'superres[{extra}]'" if extra else f"pip install {module}"
 
-    def __init__(self, what: str, module: str, extra: str | None) -> None:
+
+class MissingBackendError(RuntimeError):
+    """An optional package is not installed; the message says which extra installs it.
+
+    The root of every "this runtime is not here" error (export, INT8, the runtimes' backends),
+    so front ends catch one class.
+    """
+
+    def __init__(self, what: str, module: str, extra: str | None, detail: str = "") -> None:
         self.what, self.module, self.extra = what, module, extra
-        hint = f"pip install 'superres[{extra}]'" if extra else f"pip install {module}"
-        super().__init__(f"{what} needs the {module} package, which is not installed: {hint}")
+        more = f" ({detail})" if detail else ""
+        super().__init__(f"{what} needs the {module} package, which is not installed{more}: "
+                         f"{install_hint(module, extra)}")
 
 
 def require(what: str) -> None:
@@ -29,5 +39,5 @@ def require(what: str) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except ImportError:
-            raise MissingBackendError(what, name, extra) from None
+        except (ImportError, OSError) as exc:  # OSError: one of the package's shared libraries
+            raise MissingBackendError(what, name, extra, str(exc)) from None

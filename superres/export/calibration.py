@@ -4,7 +4,7 @@ Activation ranges are calibrated on one set of crops and the INT8 output is judg
 calibration never saw, so the achieved PSNR is not flattered by ranges fitted to the very pixels
 it is measured on. Every source image is split the same way: its left part (about 2/3) gives the
 calibration crops, at several scales; its right part, past a gap, gives the held-out crops.
-The bundled set is the sample photo ``examples/chelsea.png``; ``calib=DIR`` uses the user's images.
+The bundled set is the sample photo (:mod:`superres.io.sample`); ``calib=DIR`` uses the user's images.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "chelsea.png"
+from superres.io.sample import SAMPLE_PATH, sample_rgb
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 SCALES = (1.0, 0.75, 0.5)  # calibration crops at several scales: textures at several frequencies
 HELD_SCALES = (1.0, 0.5)  # held-out crops at full and half scale: finer detail is harder for INT8
@@ -30,13 +31,6 @@ class CalibrationSet:
     calib: list[np.ndarray]
     held: list[np.ndarray]
     identity: str  # names the image content, for cache keys
-
-
-def _synthetic() -> np.ndarray:
-    """A deterministic texture for installs without the examples folder."""
-    yy, xx = np.mgrid[0:240, 0:360]
-    rgb = 0.5 + 0.45 * np.sin(np.stack([xx / 7 + yy / 29, yy / 5, (xx + yy) / 11], -1))
-    return rgb.astype(np.float32)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -124,8 +118,8 @@ def calibration_set(calib: Path | None = None, *, crop: int = 48, held_side: int
                     max_calib: int = 64, max_held: int = 6) -> CalibrationSet:
     """The calibration and held-out crops of the bundled sample, or of the images in folder ``calib``."""
     if calib is None:
-        images = [_read_rgb(SAMPLE) if SAMPLE.is_file() else _synthetic()]
-        h = hashlib.sha256(SAMPLE.read_bytes() if SAMPLE.is_file() else b"synthetic")
+        images = [sample_rgb().astype(np.float32) / 255]
+        h = hashlib.sha256(SAMPLE_PATH.read_bytes())
         identity = f"bundled:{h.hexdigest()[:16]}"
     else:
         files = _user_files(Path(calib))

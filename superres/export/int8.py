@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from superres.export.backends import MissingBackendError, require
 from superres.export.calibration import CalibrationSet, calibration_set
 from superres.export.convert import to_openvino
 from superres.io.atomic import atomic_path
@@ -34,7 +35,6 @@ from superres.zoo.loader import LoadedModel
 
 # Bump when the algorithm could give a different IR for the same model, budget and images.
 ALGORITHM_VERSION = "3"
-MISSING = "INT8 quantisation needs OpenVINO and NNCF: pip install 'superres[openvino]'"
 RT_KEY = "superres_int8"
 MAX_ROUNDS = 12  # quantise-and-measure rounds before giving up on the budget
 LEAVE_ONE_OUT = 48  # up to this many activation quantisers, each is measured alone
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 _builds = 0  # models quantised by this process (int8_model_path's cache misses), for tests
 
 
-class Int8UnavailableError(RuntimeError):
+class Int8UnavailableError(MissingBackendError):
     """OpenVINO or NNCF is not installed; the message names the extra to install."""
 
 
@@ -84,10 +84,12 @@ class Int8Report:
 def _require() -> tuple[Any, Any]:
     """``(openvino, nncf)``, or Int8UnavailableError naming the extra."""
     try:
-        import nncf
-        import openvino as ov
-    except ImportError as exc:
-        raise Int8UnavailableError(f"{MISSING} ({exc})") from exc
+        require("int8")
+    except MissingBackendError as exc:
+        raise Int8UnavailableError("INT8 quantisation", exc.module, exc.extra) from None
+    import nncf
+    import openvino as ov
+
     return ov, nncf
 
 

@@ -8,6 +8,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from superres.export.backends import MissingBackendError, install_hint
 from superres.io.sample import sample_crop, sample_rgb
 
 # backend -> (module to import, extra that installs it)
@@ -15,8 +16,12 @@ EXTRAS = {"openvino": ("openvino", "openvino"), "onnxruntime": ("onnxruntime", "
           "ncnn": ("ncnn", "ncnn")}
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(MissingBackendError):
     """The backend's package (or hardware) is not there; the message says what to install."""
+
+    def __init__(self, message: str, module: str = "", extra: str | None = None) -> None:
+        self.what, self.module, self.extra = "a backend", module, extra
+        RuntimeError.__init__(self, message)
 
 
 def require(backend: str) -> ModuleType:
@@ -27,7 +32,7 @@ def require(backend: str) -> ModuleType:
     except (ImportError, OSError) as exc:  # OSError: a shared library of the package is missing
         raise BackendUnavailableError(
             f"the {backend} backend needs the '{module}' package, which is not installed ({exc}); "
-            f"install it with: pip install 'superres[{extra}]'") from None
+            f"install it with: {install_hint(module, extra)}", module, extra) from None
 
 
 def installed(backend: str) -> bool:
