@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from superres.archs.rrdbnet import RRDBNet
+from superres.archs.rrdbnet import ResidualDenseBlock, RRDBNet
 from superres.archs.srvgg import SRVGGNetCompact
 from superres.engine.winograd import (
     WinogradConv2d,
+    WinogradDenseBlock,
     eligible,
     winograd_conv_nhwc,
     winograd_matrices,
@@ -82,15 +83,33 @@ def test_compact_model_end_to_end() -> None:
             assert (winograd_module(net, m=m)(x) - ref).abs().max().item() < 1e-4
 
 
-def test_tiny_rrdbnet_end_to_end() -> None:
-    """The dense blocks' 15 convs per RRDB plus the upsampler; errors must not grow past 1e-4."""
+@pytest.mark.parametrize("plain_convs", [True, False])
+def test_tiny_rrdbnet_end_to_end(plain_convs: bool) -> None:
+    """Dense blocks (features transformed once) plus the upsampler; errors must not grow past 1e-4."""
     torch.manual_seed(1)
     net = RRDBNet(num_feat=32, num_block=2, num_grow_ch=16).eval()
     x = torch.rand(1, 3, 14, 11)
-    wnet = winograd_module(net)
-    assert sum(isinstance(mod, WinogradConv2d) for mod in wnet.modules()) == 2 * 15 + 4  # not the RGB-in and RGB-out convs
+    wnet = winograd_module(net, plain_convs=plain_convs)
+    assert sum(isinstance(mod, WinogradDenseBlock) for mod in wnet.modules()) == 2 * 3
+    # conv_body, conv_up1, conv_up2, conv_hr; never the RGB-in and RGB-out convs
+    assert sum(isinstance(mod, WinogradConv2d) for mod in wnet.modules()) == (4 if plain_convs else 0)
     with torch.no_grad():
         assert (wnet(x) - net(x)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize(("h", "w", "bias"), [(16, 16, True), (9, 13, True), (5, 7, False)])
+def test_dense_block_matches(h: int, w: int, bias: bool) -> None:
+    torch.manual_seed(h * w)
+    block = ResidualDenseBlock(num_feat=24, num_grow_ch=16).eval()
+    if not bias:
+        for conv in (block.conv1, block.conv2, block.conv3, block.conv4, block.conv5):
+            conv.bias = None
+    x = torch.rand(2, 24, h, w)
+    for m in (2, 4, 6):
+        with torch.no_grad():
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                xf = x.contiguous(memory_format=fmt)
+                assert (WinogradDenseBlock(block, m)(xf) - block(xf)).abs().max().item() < 1e-4
 
 
 def test_rejects_unsupported_tile() -> None:
