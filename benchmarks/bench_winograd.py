@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from superres.archs.rrdbnet import ResidualDenseBlock
 from superres.engine.winograd import winograd_module
 from superres.evaluation.bench import NcnnRunner, test_image
 from superres.zoo.loader import load_model
@@ -79,19 +80,23 @@ def bench_model(model: str, size: int, threads: int, repeat: int, clock: Callabl
     x = torch.from_numpy(rgb)[None].contiguous(memory_format=torch.channels_last)
     ncnn = NcnnRunner(model, threads=threads)
     fns: dict[str, Callable[[], object]] = {"ncnn": lambda: ncnn(rgb), "torch-direct": lambda: net(x)}
+    candidates = {"F4-all": {"m": 4}, "F6-all": {"m": 6}}
+    if any(isinstance(mod, ResidualDenseBlock) for mod in net.modules()):
+        # the fast configuration: dense blocks only, plain convs stay direct (F6-all: slow, skipped)
+        candidates = {"F4-dense": {"m": 4, "plain_convs": False}, "F4-all": {"m": 4}}
     with torch.no_grad():
         ref = net(x)
-        for m in (4, 6):
-            wino = winograd_module(net, m=m)
+        for label, kwargs in candidates.items():
+            wino = winograd_module(net, **kwargs)
             diff = (wino(x) - ref).abs().max().item()
-            print(f"  F{m} max |winograd - direct| on the test image: {diff:.2e}")
-            fns[f"F{m}-eager"] = lambda w=wino: w(x)
+            print(f"  {label} max |winograd - direct| on the test image: {diff:.2e}")
+            fns[label] = lambda w=wino: w(x)
             if compiled:
                 t0 = time.perf_counter()
                 wc = torch.compile(wino, dynamic=False)
                 wc(x)
-                print(f"  F{m} torch.compile took {time.perf_counter() - t0:.0f} s (once per input shape)")
-                fns[f"F{m}-compiled"] = lambda w=wc: w(x)
+                print(f"  {label} torch.compile took {time.perf_counter() - t0:.0f} s (once per input shape)")
+                fns[f"{label}-compiled"] = lambda w=wc: w(x)
         secs = interleaved(fns, repeat, clock)
     print(_line(f"{model} {size}px end to end", secs, "ncnn"), flush=True)
 
