@@ -6,11 +6,12 @@ outputs instead of 144: the input is cut into overlapping (m+2)x(m+2) tiles, eac
 3x3 kernel are transformed once, the per-channel sums become one batched GEMM over the (m+2)^2
 "frequency" positions, and an output transform folds them back into m x m pixels.
 
-What it is NOT: a fast path in eager mode. The transforms are memory-bound passes over 2.25x
-(F4) the activation size, and eager PyTorch runs each as its own pass, so eager Winograd is 2-4x
-slower than the direct convolution. Under ``torch.compile`` the transforms fuse into generated
-C++ loops; see docs/winograd.md for the measurements against the direct convolution and the
-ncnn runtime, and why this is kept as an opt-in experiment rather than the default.
+Where it pays (measured, docs/winograd.md): RRDBNet's dense blocks (``WinogradDenseBlock``, each
+feature transformed once) make realesrgan-x4plus 1.5-1.7x faster than the direct convolution in
+eager mode, about level with the ncnn runtime on one core. A single conv (``WinogradConv2d``)
+pays a full transform round trip through memory (2.25x the activation for F4), so on its own it
+is at best ~1.3x faster than direct (F6, 64->64) and often slower (few output channels, large
+inputs). Not wired into any runner: an opt-in for the lead to decide on.
 
 Numerics: the transform matrices come from Cook-Toom interpolation points (0, +-1, +-2 for F4;
 also +-1/2 for F6) in float64; the kernel transform is done once in float64. F(4,3) keeps fp32
@@ -101,8 +102,8 @@ def winograd_conv_nhwc(
     """3x3 stride-1 pad-1 convolution of NHWC ``x`` with transformed weights ``u``; NHWC out.
 
     Two formulations of the same arithmetic: under ``torch.compile`` the transforms are written
-    as separable sums of strided slices (inductor fuses them into a few C++ loops); in eager mode
-    they are two dense GEMMs with kron(B^T, B^T) and kron(A^T, A^T), which is far fewer separate
+    as sums of strided slices (inductor fuses them into a few C++ loops); in eager mode they are
+    skinny GEMMs with B^T / A^T (``_input_transform``, ``_output_transform``), far fewer separate
     passes over memory than the elementwise form. ``compiled`` picks one (default: whichever fits).
     """
     at, bt, _, _ = _plan(m)
@@ -270,10 +271,11 @@ def winograd_module(
 ) -> nn.Module:
     """A deep copy of ``module`` whose eligible 3x3 convolutions run as Winograd F(m x m, 3x3).
 
-    RRDBNet dense blocks become ``WinogradDenseBlock`` (the case that is faster than the direct
+    RRDBNet dense blocks become ``WinogradDenseBlock`` (1.5-1.7x faster than the direct
     convolution in eager mode, see docs/winograd.md); other eligible convs become
-    ``WinogradConv2d`` when ``plain_convs`` (exact, but in eager mode slower than oneDNN's direct
-    convolution on this project's CPU: pass False for speed). The original is untouched.
+    ``WinogradConv2d`` when ``plain_convs``. Measured choices: RRDBNet ``plain_convs=False`` (its
+    upsampler convs at 2x/4x resolution are slower as Winograd); plain conv stacks such as
+    SRVGGNetCompact ``m=6`` (1.1-1.3x faster than direct; F4 is not). The original is untouched.
     """
     if m not in _POINTS:
         raise ValueError(f"F({m},3) not supported; choose m in {sorted(_POINTS)}")
