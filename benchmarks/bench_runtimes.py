@@ -121,6 +121,7 @@ def runners(model: LoadedModel, threads: int, only: set[str] | None) -> dict[str
     makers: dict[str, Callable[[], Run]] = {
         REFERENCE: lambda: _ncnn_reference(model, threads),
         "torch fp32": lambda: _torch(model, threads),
+        "torch-winograd fp32": lambda: _runtimes_runner(model, "torch-winograd", "fp32", threads),
         "openvino fp32": lambda: _openvino(model, threads),
         "onnxruntime fp32": lambda: _onnxruntime(model, threads),
         "openvino int8": lambda: _int8(model, threads),

@@ -63,8 +63,9 @@ class Upscaler:
     ) -> None:
         # model_scale: the factor of a weight file that does not record it (SRCNN/FSRCNN .pth)
         # max_output_pixels: refuse larger outputs (default $SUPERRES_MAX_OUTPUT_PIXELS or 2^28)
-        # backend: torch (default), auto, openvino, onnxruntime, ncnn, tensorrt; precision "int8"
-        # needs openvino. threads: CPU threads of a non-torch backend (default: PyTorch's count)
+        # backend: torch (default), auto, torch-winograd, openvino, onnxruntime, ncnn, tensorrt;
+        # precision "int8" needs openvino.
+        # threads: CPU threads of a non-torch backend (default: PyTorch's count)
         # compile / cuda_graphs: torch.compile and CUDA graph replay of the torch runner (docs/gpu.md)
         if scale_factor is not None:
             scale_factor = check_scale(scale_factor)  # before loading: 0 is not "the default"

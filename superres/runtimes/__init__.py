@@ -18,7 +18,7 @@ from superres.runtimes.backends import build
 from superres.runtimes.common import BackendUnavailableError
 from superres.zoo.loader import LoadedModel
 
-BACKENDS = ("auto", "torch", "openvino", "onnxruntime", "ncnn", "tensorrt")
+BACKENDS = ("auto", "torch", "torch-winograd", "openvino", "onnxruntime", "ncnn", "tensorrt")
 # int8 is a runtime precision: only OpenVINO runs the quantised IR (superres.export.int8).
 PRECISIONS = (*ENGINE_PRECISIONS, "int8")
 INT8_BACKENDS = ("openvino",)

@@ -1,10 +1,11 @@
 """``--backend auto``: the fastest installed backend for this model on this machine, measured once.
 
 On a CUDA/MPS device ``auto`` is PyTorch (the other backends run on the CPU here). On the CPU,
-the candidates for fp32 are torch, openvino, onnxruntime (when installed) and ncnn (when the
-model comes from ncnn files). Each runs a fixed crop of the bundled photo (128 px for compact
-models, smaller for heavy ones so a call stays near 24 GFLOP); the candidates are timed
-round-robin (so a busy machine slows all of them alike) and the median wins. A candidate whose
+the candidates for fp32 are torch, torch-winograd (RRDBNet only), openvino, onnxruntime (when
+installed) and ncnn (when the model comes from ncnn files). Each runs a fixed crop of the
+bundled photo (128 px for compact models, smaller for heavy ones so a call stays near 24 GFLOP);
+the candidates are timed round-robin (so a busy machine slows all of them alike) and the median
+wins. A candidate whose
 output differs from PyTorch's by more than ``GUARD`` on that probe is never chosen.
 
 The decision is cached as JSON under ``cache_dir()/backends``, keyed by the weights' hash,
@@ -35,7 +36,7 @@ PROBE_GFLOP = 24.0  # per probe call: 128 px for the compact model, 32 px for x4
 PROBE_SIDES = (32, 128)
 BUDGET_S = 2.0  # timed rounds stop once each candidate has had about this long
 ROUNDS = 3
-RUNTIMES_VERSION = "1"  # bump when a runner changes what it computes or how fast
+RUNTIMES_VERSION = "2"  # bump when a runner changes what it computes or how fast
 _PACKAGES = ("superres", "torch", "openvino", "onnxruntime", "ncnn")
 
 
@@ -48,8 +49,10 @@ def cache_folder() -> Path:
 def candidates(model: LoadedModel) -> list[str]:
     """The CPU fp32 backends installed for this model, torch first."""
     from superres.runtimes.ncnn import has_ncnn_files
+    from superres.runtimes.pytorch import winograd_eligible
 
-    found = ["torch"] + [b for b in ("openvino", "onnxruntime") if installed(b)]
+    found = ["torch"] + (["torch-winograd"] if winograd_eligible(model) else [])
+    found += [b for b in ("openvino", "onnxruntime") if installed(b)]
     if has_ncnn_files(model) and installed("ncnn"):
         found.append("ncnn")
     return found

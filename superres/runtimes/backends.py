@@ -7,16 +7,17 @@ import torch
 from superres.engine.runners import Runner
 from superres.zoo.loader import LoadedModel
 
-NAMED = ("torch", "openvino", "onnxruntime", "ncnn", "tensorrt")
+NAMED = ("torch", "torch-winograd", "openvino", "onnxruntime", "ncnn", "tensorrt")
 
 
 def build(model: LoadedModel, backend: str, *, device: str | torch.device | None, precision: str,
           threads: int) -> Runner:
     """The runner of one named backend (no ``auto``), imported lazily."""
-    if backend == "torch":
+    if backend in ("torch", "torch-winograd"):
         from superres.runtimes.pytorch import make_torch_runner
 
-        return make_torch_runner(model, device=device, precision=precision)
+        return make_torch_runner(model, device=device, precision=precision,
+                                 winograd=backend == "torch-winograd")
     if backend == "openvino":
         from superres.runtimes.openvino import OpenVinoRunner
 
