@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from superres.evaluation.bench import NcnnRunner, test_image
+from superres.evaluation.bench import test_image
 from superres.export.convert import to_openvino
 from superres.export.int8 import compile_cpu, int8_model_path, psnr, read_int8_report
+from superres.runtimes.ncnn import NcnnRunner
 from superres.zoo.loader import LoadedModel, load_model
 
 MODELS = ("realesrgan-x4plus", "realesr-animevideov3", "span-x4")
@@ -72,7 +73,8 @@ def fit(x: np.ndarray, multiple: int) -> np.ndarray:
 def speed(name: str, int8: Any, fp32: Any, repeat: int) -> tuple[float, float, float]:
     """(ncnn seconds, INT8/ncnn, OpenVINO fp32/ncnn) on 128x128, interleaved, medians."""
     chw = test_image(128)
-    nc = NcnnRunner(name, threads=THREADS)
+    net = NcnnRunner.for_model(load_model(name), device="cpu", threads=THREADS)
+    nc = net.run_chw
     x = chw[None]
     for _ in range(2):
         nc(chw), int8(x), fp32(x)

@@ -215,3 +215,34 @@ def test_bench_compares_backends_side_by_side(tmp_path: Path) -> None:
     rows = json.loads(js.read_text())["rows"]
     assert [r["runtime"] for r in rows] == ["superres", "superres-onnxruntime"]
     assert rows[1]["max_abs_diff_vs_superres"] <= FP32_TOL
+
+
+def test_winograd_runner_caps_the_default_tile() -> None:
+    """The Winograd runner slows down past 192-px windows (its transforms leave the cache), so the
+    engine's default tile stays below that; an explicit tile still wins."""
+    from superres.engine.upscaler import TileSettings, UpscaleEngine
+    from superres.runtimes.pytorch import WINOGRAD_WINDOW
+
+    model = load_model("realesrgan-x4plus")
+    runner = make_runner(model, "torch-winograd", device="cpu")
+    engine = UpscaleEngine(model, runner=runner)
+    assert engine.tile_for(300, 451) + 2 * engine.pad <= WINOGRAD_WINDOW
+    assert UpscaleEngine(model, runner=runner, tiles=TileSettings(tile=256)).tile_for(300, 451) == 256
+
+
+def test_torch_winograd_backend_matches_torch_on_rrdbnet() -> None:
+    """The Winograd runner (RRDBNet dense blocks) agrees with the direct convolution, and refuses
+    other architectures with a pointer to --backend torch."""
+    from superres.archs import build as build_arch
+    from superres.zoo.loader import model_from_state_dict
+
+    torch.manual_seed(0)
+    net = build_arch("rrdbnet", num_feat=16, num_block=2, num_grow_ch=16, scale=2)
+    model = model_from_state_dict(net.state_dict(), "tiny-rrdb")
+    x = torch.rand(1, 3, 24, 20)
+    direct = make_runner(model, "torch", device="cpu").run(x)
+    wino = make_runner(model, "torch-winograd", device="cpu")
+    assert wino.name == "torch-winograd-fp32"
+    assert float((wino.run(x) - direct).abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="RRDBNet"):
+        make_runner(load_model("espcn-x3"), "torch-winograd", device="cpu")

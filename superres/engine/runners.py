@@ -45,7 +45,9 @@ class Runner(Protocol):
     """Runs one batch: (N,C,h,w) float32 on the CPU in, (N,C_out,h*s,w*s) float32 on the CPU out.
 
     ``device`` and ``dtype`` say where and in what precision it computes, so the engine can
-    budget tile memory (and free CUDA memory after an out-of-memory retry).
+    budget tile memory (and free CUDA memory after an out-of-memory retry). Optional, read with
+    ``getattr``: ``max_fast_window`` (int), the window side past which the runner slows down,
+    which caps the engine's default tile.
     """
 
     @property

@@ -192,6 +192,10 @@ class UpscaleEngine:
         if self.tiles.tile is not None:
             return min(whole, round_up(max(self.tiles.tile, m), m))
         mem = self.memory_tile(height, width)
+        # A runner may say past which window side it slows down (its working set leaves the
+        # cache: the Winograd runner, 2.75x slower at 512 px than at 192); cores stay below it.
+        if (window := getattr(self.runner, "max_fast_window", None)) is not None:
+            mem = min(mem, max(m, round_up(max(window - 2 * self.pad, m), m)))
         if mem >= whole or self.device.type != "cpu":
             return mem
         if self.speed is None and not tilespeed.measuring_enabled():

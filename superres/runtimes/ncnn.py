@@ -80,6 +80,13 @@ def has_ncnn_files(model: LoadedModel) -> bool:
     return True
 
 
+def vulkan_loader() -> bool:
+    """True when a Vulkan loader library can be found (ncnn's GPU path needs it)."""
+    import ctypes.util
+
+    return ctypes.util.find_library("vulkan") is not None
+
+
 class NcnnRunner:
     """The ncnn runtime on one ``.param``/``.bin`` pair; a batch runs tile by tile."""
 
@@ -113,7 +120,9 @@ class NcnnRunner:
         name = "auto" if device is None else str(device)
         if name not in ("auto", "cpu", "gpu", "vulkan"):
             raise ValueError(f"the ncnn backend runs on cpu or gpu (Vulkan), not on {device}")
-        gpus = ncnn.get_gpu_count()
+        # Ask ncnn about GPUs only where a Vulkan loader exists: without one, ncnn prints a screen
+        # of "dlopen failed libvulkan.so.1" lines to stderr while finding none.
+        gpus = ncnn.get_gpu_count() if name != "cpu" and vulkan_loader() else 0
         if name in ("gpu", "vulkan") and not gpus:
             raise ValueError("ncnn reports no Vulkan GPU here; use --device cpu")
         pad, nearest = _around(model)
