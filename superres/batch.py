@@ -439,6 +439,19 @@ def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, list[str]]:
     return out, time.perf_counter() - t0, notes
 
 
+def _outside_capture(fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """``fn`` called with the decoders' fd-2 capture lock held (io.capture.DECODE_LOCK)."""
+    if fn is None:
+        return None
+    from superres.io.capture import DECODE_LOCK
+
+    def call(*args: Any) -> Any:
+        with DECODE_LOCK:
+            return fn(*args)
+
+    return call
+
+
 def run(jobs: list[Job], engine: Engine, opts: Options, *, scale: float | None = None,
         note: Callable[[str], None] | None = None,
         on_start: Callable[[Job], None] | None = None,
@@ -460,6 +473,9 @@ def run(jobs: list[Job], engine: Engine, opts: Options, *, scale: float | None =
 
     from superres.engine import timing
 
+    if overlap:  # the reader thread points fd 2 elsewhere while it decodes: callbacks that
+        # print (the CLI's error lines) wait for that, or their lines would land in the capture
+        note, on_start, on_file, on_tile = (_outside_capture(f) for f in (note, on_start, on_file, on_tile))
     say = note or (lambda _msg: None)
     target = float(engine.scale) if scale is None else check_scale(scale)
     result = BatchResult(opts.out)
