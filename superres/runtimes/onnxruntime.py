@@ -63,6 +63,9 @@ class OnnxRuntimeRunner:
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # ORT's idle worker threads spin-wait by default: they keep both cores busy after each call
+        # and slow whatever runs next (the engine's own work, another backend while `auto` measures).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         from superres.export.convert import INPUT_NAME, to_onnx_bytes
 
         self.session = ort.InferenceSession(to_onnx_bytes(model), sess_options=so, providers=opts)
