@@ -1,7 +1,7 @@
 """Every runner against the ncnn runtime: same weights, same input, same threads, one process.
 
 Issue 18, item 6. For each model and input side, every runner that can be built runs the same
-(1,3,side,side) crop of ``examples/chelsea.png``: PyTorch, OpenVINO fp32, ONNX Runtime fp32,
+(1,3,side,side) crop of the sample photo: PyTorch, torch-winograd (RRDBNet), OpenVINO fp32, ONNX Runtime fp32,
 OpenVINO INT8 (the accuracy-aware IR of ``superres.export.int8.int8_model_path``), the ncnn runner of
 ``superres.runtimes`` and, as the reference, the ncnn runtime itself on the carrier's own
 ``.param/.bin`` (``superres.runtimes.ncnn.NcnnRunner``, fp32 options). After one warm-up call
@@ -10,9 +10,9 @@ hits all of them alike); reported per runner: the median time, the median of the
 ratios to the ncnn reference (lower is faster), GFLOP/s (the catalogue's MFLOP per input pixel)
 and how far the output is from PyTorch's (max |diff|, and PSNR of the clipped outputs).
 
-A runner that cannot be built (its package or backend not installed, INT8 not available yet) is
-skipped with a printed note, so the script runs on any install. Without ``superres.runtimes``,
-OpenVINO and ONNX Runtime fp32 are built here from ``superres.export.convert``.
+Every runner is built by ``superres.runtimes.make_runner``, exactly as ``--backend`` builds it. A
+runner that cannot be built (its package not installed, a backend that does not run this model)
+is skipped with a printed note, so the script runs on any install.
 
     python benchmarks/bench_runtimes.py                  # both models, 128 and 512 px, 5 rounds
     python benchmarks/bench_runtimes.py --quick          # 2 rounds
@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from superres.evaluation.bench import test_image  # noqa: E402
+from superres.runtimes import make_runner  # noqa: E402
 from superres.runtimes.ncnn import NcnnRunner  # noqa: E402
 from superres.zoo.loader import LoadedModel, load_model  # noqa: E402
 
@@ -49,66 +50,9 @@ REFERENCE = "ncnn runtime (reference)"
 
 
 def _runtimes_runner(model: LoadedModel, backend: str, precision: str, threads: int) -> Run:
-    from superres.runtimes import make_runner  # issue 18's runtimes package
-
+    """The superres runner of ``backend`` (superres.runtimes.make_runner), as the engine would get it."""
     runner = make_runner(model, backend, device="cpu", precision=precision, threads=threads)
     return runner.run
-
-
-def _torch(model: LoadedModel, threads: int) -> Run:
-    try:
-        return _runtimes_runner(model, "torch", "fp32", threads)
-    except ImportError:
-        from superres.engine.upscaler import UpscaleEngine
-
-        return UpscaleEngine(model, device="cpu", precision="fp32").runner.run
-
-
-def _openvino(model: LoadedModel, threads: int) -> Run:
-    """OpenVINO fp32 through the runtimes package, else compiled here from the in-memory model."""
-    try:
-        return _runtimes_runner(model, "openvino", "fp32", threads)
-    except ImportError:
-        import openvino as ov
-
-        from superres.export.convert import to_openvino
-
-        compiled = ov.Core().compile_model(to_openvino(model), "CPU", {"INFERENCE_NUM_THREADS": threads})
-        return lambda x: torch.from_numpy(np.asarray(compiled(x.numpy())[0])).float()
-
-
-def _onnxruntime(model: LoadedModel, threads: int) -> Run:
-    """ONNX Runtime fp32 through the runtimes package, else a session made here."""
-    try:
-        return _runtimes_runner(model, "onnxruntime", "fp32", threads)
-    except ImportError:
-        import onnxruntime as ort
-
-        from superres.export.convert import to_onnx_bytes
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(to_onnx_bytes(model), opts, providers=["CPUExecutionProvider"])
-        return lambda x: torch.from_numpy(sess.run(None, {"input": x.numpy()})[0]).float()
-
-
-def _int8(model: LoadedModel, threads: int) -> Run:
-    """OpenVINO INT8 through the runtimes package, else straight from the cached IR."""
-    try:
-        return _runtimes_runner(model, "openvino", "int8", threads)
-    except ImportError:
-        pass
-    import openvino as ov
-
-    from superres.export.int8 import int8_model_path
-
-    xml = int8_model_path(model)
-    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": threads})
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(compiled(x.numpy())[0])).float()
-
-    return run
 
 
 def _ncnn_reference(model: LoadedModel, threads: int) -> Run:
@@ -120,11 +64,11 @@ def runners(model: LoadedModel, threads: int, only: set[str] | None) -> dict[str
     """Every runner that can be built, by label; a note for each one that cannot."""
     makers: dict[str, Callable[[], Run]] = {
         REFERENCE: lambda: _ncnn_reference(model, threads),
-        "torch fp32": lambda: _torch(model, threads),
+        "torch fp32": lambda: _runtimes_runner(model, "torch", "fp32", threads),
         "torch-winograd fp32": lambda: _runtimes_runner(model, "torch-winograd", "fp32", threads),
-        "openvino fp32": lambda: _openvino(model, threads),
-        "onnxruntime fp32": lambda: _onnxruntime(model, threads),
-        "openvino int8": lambda: _int8(model, threads),
+        "openvino fp32": lambda: _runtimes_runner(model, "openvino", "fp32", threads),
+        "onnxruntime fp32": lambda: _runtimes_runner(model, "onnxruntime", "fp32", threads),
+        "openvino int8": lambda: _runtimes_runner(model, "openvino", "int8", threads),
         "ncnn (superres.runtimes)": lambda: _runtimes_runner(model, "ncnn", "fp32", threads),
     }
     built: dict[str, Run] = {}
